@@ -1,0 +1,3 @@
+from tvdeploy.cli.app import main
+
+main()
