@@ -100,15 +100,18 @@ def load_site(path: Path | str) -> Any:
         raise ConfigError(f"{where}: {exc.message}") from None
     if not isinstance(doc.data, dict):
         raise ConfigError(f"{file}:1: (top level): expected a mapping of site-file keys")
+    problems: list[tuple[KeyPath, str]] = []
     try:
         site = Site.model_validate(doc.data, context={"base_dir": file.resolve().parent})
     except ValidationError as exc:
+        # Collected here, raised outside the handler: pydantic's own message holds the input
+        # values (possibly an inline secret) and must not be chained into a -v traceback.
         problems = [
             (_clean_loc(tuple(err.get("loc", ()))), _pydantic_message(dict(err), Site))
             for err in exc.errors(include_input=False, include_url=False)
         ]
+    if problems:
         raise_problems(file, doc, problems)
-        raise  # unreachable: raise_problems raised
     raise_problems(file, doc, check_site(site))
     return site
 
