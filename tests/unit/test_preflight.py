@@ -1,0 +1,85 @@
+"""Pre-flight findings from host facts (pure; facts built as the host-fact parsers produce them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from tests.unit.test_plan_swarm import _site
+from tvdeploy.plan.preflight import blocking, port_findings, preflight
+
+
+@dataclass
+class _Feature:
+    ok: bool
+    evidence: str = "not in /proc/modules or modules.builtin"
+
+
+@dataclass
+class _Kernel:
+    esp: _Feature
+    ipvs: _Feature
+
+
+@dataclass
+class _Docker:
+    installed: bool = True
+
+
+@dataclass
+class _Disk:
+    mount: str = "/var/lib/docker"
+    avail_kb: int = 50 * 1024 * 1024
+
+
+@dataclass
+class _Facts:
+    kernel: _Kernel
+    docker: _Docker
+    clock_offset: float | None = 0.1
+    disk: _Disk | None = None
+
+
+def facts(esp: bool = True, ipvs: bool = True, **kw) -> _Facts:
+    return _Facts(_Kernel(_Feature(esp), _Feature(ipvs)), _Docker(), **kw)
+
+
+def site(encrypted: bool, mode: str):
+    s = _site([["m1", "manager", "core"]])
+    return s.model_copy(update={"swarm": s.swarm.model_copy(update={"encrypted_networks": encrypted,
+                                                                    "publish_mode": mode})})
+
+
+@pytest.mark.parametrize(
+    ("esp", "ipvs", "encrypted", "mode", "expected"),
+    [
+        (True, True, True, "ingress", []),
+        (False, True, True, "ingress", [("kernel.esp", "error")]),
+        (False, True, False, "ingress", [("kernel.esp", "warning")]),
+        (True, False, True, "ingress", [("kernel.ipvs", "error")]),
+        (True, False, True, "host", [("kernel.ipvs", "warning")]),
+        (False, False, False, "host", [("kernel.esp", "warning"), ("kernel.ipvs", "warning")]),  # the lab
+    ],
+)
+def test_kernel_features_against_site(esp, ipvs, encrypted, mode, expected) -> None:
+    found = preflight(site(encrypted, mode), {"m1": facts(esp, ipvs)}, {})
+    assert [(f.check, f.severity) for f in found] == expected
+    assert all(f.node == "m1" for f in found)
+
+
+def test_clock_disk_docker_and_unreachable() -> None:
+    f = facts(clock_offset=42.5, disk=_Disk(avail_kb=100 * 1024))
+    f.docker.installed = False
+    found = preflight(site(False, "host"), {"m1": f}, {"m2": "ssh: connection refused"})
+    checks = [(x.node, x.check, x.severity) for x in found]
+    assert ("m2", "reachable", "error") in checks
+    assert ("m1", "docker.installed", "error") in checks
+    assert ("m1", "clock", "error") in checks and "+42.5 s" in found[[c[1] for c in checks].index("clock")].message
+    assert ("m1", "disk", "warning") in checks
+    assert len(blocking(found)) == 3
+
+
+def test_port_findings() -> None:
+    found = port_findings({("m1", "w1", 2377, "tcp"): True, ("w1", "m1", 2377, "tcp"): False})
+    assert [(f.node, f.check) for f in found] == [("w1", "port.2377/tcp")]

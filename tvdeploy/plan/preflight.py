@@ -1,0 +1,96 @@
+"""Swarm pre-flight: pure checks of observed host facts against the site file.
+
+A mismatch is a *finding* naming the node and what is missing — never a crash later. Findings
+of severity "error" stop a bootstrap; "warning" findings are printed (and, in the lab, expected:
+its kernel lacks ESP and IPVS and its site file says so).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tvdeploy.config.site import Site
+
+MAX_CLOCK_OFFSET_S = 5.0
+MIN_FREE_KB = 2 * 1024 * 1024
+
+# (port, protocol, purpose); ESP (IP protocol 50) is checked as a kernel feature.
+SWARM_PORTS = (
+    (2377, "tcp", "cluster management"),
+    (7946, "tcp", "node communication"),
+    (7946, "udp", "node communication"),
+    (4789, "udp", "overlay network traffic"),
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    node: str
+    check: str
+    severity: str  # error | warning | info
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"node": self.node, "check": self.check, "severity": self.severity, "message": self.message}
+
+
+def kernel_findings(site: Site, node: str, facts: Any) -> list[Finding]:
+    out: list[Finding] = []
+    esp, ipvs = facts.kernel.esp, facts.kernel.ipvs
+    if not esp.ok:
+        if site.swarm.encrypted_networks:
+            out.append(Finding(node, "kernel.esp", "error",
+                               f"kernel lacks ESP ({esp.evidence}): encrypted overlay networks would carry no "
+                               "traffic between nodes; fix the kernel or set swarm.encrypted_networks: false"))
+        else:
+            out.append(Finding(node, "kernel.esp", "warning",
+                               f"kernel lacks ESP ({esp.evidence}); site declares swarm.encrypted_networks: false"))
+    if not ipvs.ok:
+        if site.swarm.publish_mode == "ingress":
+            out.append(Finding(node, "kernel.ipvs", "error",
+                               f"kernel lacks IPVS ({ipvs.evidence}): the ingress routing mesh would not answer; "
+                               "fix the kernel or set swarm.publish_mode: host"))
+        else:
+            out.append(Finding(node, "kernel.ipvs", "warning",
+                               f"kernel lacks IPVS ({ipvs.evidence}); site declares swarm.publish_mode: host"))
+    return out
+
+
+def host_findings(site: Site, node: str, facts: Any) -> list[Finding]:
+    out: list[Finding] = []
+    if not facts.docker.installed:
+        out.append(Finding(node, "docker.installed", "error", "Docker Engine is not installed"))
+    if facts.clock_offset is not None and abs(facts.clock_offset) > MAX_CLOCK_OFFSET_S:
+        out.append(Finding(node, "clock", "error",
+                           f"clock is {facts.clock_offset:+.1f} s off the operator's (limit "
+                           f"{MAX_CLOCK_OFFSET_S:.0f} s): TLS and swarm certificates would fail"))
+    if facts.disk is not None and facts.disk.avail_kb < MIN_FREE_KB:
+        out.append(Finding(node, "disk", "warning",
+                           f"only {facts.disk.avail_kb // 1024} MiB free on {facts.disk.mount}"))
+    return out + kernel_findings(site, node, facts)
+
+
+def port_findings(results: dict[tuple[str, str, int, str], bool]) -> list[Finding]:
+    """*results*: (from node, to node, port, protocol) -> reachable."""
+    out = []
+    for (src, dst, port, proto), ok in sorted(results.items()):
+        if not ok:
+            out.append(Finding(src, f"port.{port}/{proto}", "error",
+                               f"cannot reach {dst} on {port}/{proto}: open it between the swarm nodes"))
+    return out
+
+
+def preflight(site: Site, host_facts: dict[str, Any], unreachable: dict[str, str],
+              ports: dict[tuple[str, str, int, str], bool] | None = None) -> list[Finding]:
+    """All findings for the site: unreachable nodes first, then each node's host checks."""
+    findings = [Finding(n, "reachable", "error", why) for n, why in sorted(unreachable.items())]
+    for node in site.nodes:
+        if node.name in host_facts:
+            findings.extend(host_findings(site, node.name, host_facts[node.name]))
+    findings.extend(port_findings(ports or {}))
+    return findings
+
+
+def blocking(findings: list[Finding]) -> list[Finding]:
+    return [f for f in findings if f.severity == "error"]
