@@ -1,0 +1,241 @@
+"""Run a swarm plan through the nodes' mutual-TLS Docker APIs, one step at a time.
+
+Steps run in plan order (the planner already ordered them to keep quorum); every step is an
+audit record. Nothing here decides *what* to do: that is tvdeploy.plan.swarm.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tvdeploy.config.secrets import Secret
+from tvdeploy.errors import ConnectionFailed, RefusedError, TvdeployError
+from tvdeploy.facts.swarm import NS_PER_HOUR, pick_manager
+from tvdeploy.facts.swarm_model import LocalSwarmFact
+from tvdeploy.plan.swarm import Step, SwarmPlan
+from tvdeploy.reporting import Reporter
+
+log = logging.getLogger(__name__)
+
+SWARM_PORT = 2377
+DRAIN_TIMEOUT_S = 180.0
+DOWN_TIMEOUT_S = 90.0
+POLL_S = 1.0
+
+
+class SwarmExecutor:
+    def __init__(self, site: Any, clients: dict[str, Any], reporter: Reporter,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.site = site
+        self.clients = clients
+        self.reporter = reporter
+        self.sleep = sleep
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _client(self, name: str) -> Any:
+        client = self.clients.get(name)
+        if client is None:
+            raise ConnectionFailed(f"node {name}: Docker API over TLS is not reachable")
+        return client
+
+    def _manager(self) -> Any:
+        local = {}
+        for node in self.site.managers:
+            client = self.clients.get(node.name)
+            state = "unreachable"
+            if client is not None:
+                try:
+                    state = (client.info().get("Swarm") or {}).get("LocalNodeState", "inactive")
+                except Exception:  # noqa: BLE001
+                    state = "unreachable"
+            local[node.name] = LocalSwarmFact(state)
+        manager = pick_manager(self.site, self.clients, local)
+        if manager is None:
+            raise RefusedError("no reachable manager of this site can run cluster operations")
+        return manager
+
+    def _node_id(self, manager: Any, name: str, address: str | None = None) -> str:
+        for attrs in manager.api.nodes():
+            desc = attrs.get("Description") or {}
+            addr = (attrs.get("Status") or {}).get("Addr")
+            if desc.get("Hostname") == name or (address and addr == address) or attrs.get("ID") == name:
+                return str(attrs["ID"])
+        raise TvdeployError(f"node {name}: not a member of the swarm")
+
+    def _update_node(self, manager: Any, node_id: str, change: Callable[[dict[str, Any]], None]) -> None:
+        attrs = manager.api.inspect_node(node_id)
+        spec = dict(attrs["Spec"])
+        change(spec)
+        manager.api.update_node(node_id, attrs["Version"]["Index"], spec)
+
+    def _address(self, name: str) -> str:
+        return str(self.site.node(name).address)
+
+    # -- steps ---------------------------------------------------------------------------------
+    def init(self, step: Step) -> None:
+        client = self._client(step.node or "")
+        addr = self._address(step.node or "")
+        spec = client.api.create_swarm_spec(
+            autolock_managers=self.site.swarm.autolock,
+            node_cert_expiry=self.site.swarm.cert_expiry_hours * NS_PER_HOUR,
+        )
+        client.api.init_swarm(
+            advertise_addr=addr, listen_addr=f"{addr}:{SWARM_PORT}", data_path_addr=addr,
+            data_path_port=self.site.swarm.data_path_port, swarm_spec=spec,
+        )
+        if self.site.swarm.autolock:
+            self._escrow(client)
+
+    def _escrow(self, client: Any) -> None:
+        from tvdeploy.execute.unlock_escrow import store_unlock_key
+
+        key = (client.api.get_unlock_key() or {}).get("UnlockKey")
+        if key:
+            ids = store_unlock_key(self.site, Secret(key))
+            self.reporter.info(f"unlock key escrowed to {len(ids)} recipient(s)")
+
+    def _join(self, step: Step, role: str) -> None:
+        manager = self._manager()
+        tokens = manager.api.inspect_swarm()["JoinTokens"]
+        leader_addr = self._manager_address(manager)
+        client = self._client(step.node or "")
+        addr = self._address(step.node or "")
+        token = tokens["Manager" if role == "manager" else "Worker"]
+        client.api.join_swarm(
+            remote_addrs=[f"{leader_addr}:{SWARM_PORT}"], join_token=token,
+            listen_addr=f"{addr}:{SWARM_PORT}", advertise_addr=addr, data_path_addr=addr,
+        )
+
+    def _manager_address(self, manager: Any) -> str:
+        info = manager.info()
+        return str((info.get("Swarm") or {}).get("NodeAddr"))
+
+    def join_manager(self, step: Step) -> None:
+        self._join(step, "manager")
+
+    def join_worker(self, step: Step) -> None:
+        self._join(step, "worker")
+
+    def promote(self, step: Step) -> None:
+        manager = self._manager()
+        self._update_node(manager, self._node_id(manager, step.node or ""), lambda s: s.update(Role="manager"))
+
+    def demote(self, step: Step) -> None:
+        manager = self._manager()
+        node_id = step.detail.get("node_id") or self._node_id(manager, step.node or "")
+        self._update_node(manager, node_id, lambda s: s.update(Role="worker"))
+
+    def label(self, step: Step) -> None:
+        manager = self._manager()
+        wanted = dict(step.detail["labels"])
+        self._update_node(manager, self._node_id(manager, step.node or "", self._address(step.node or "")),
+                          lambda s: s.update(Labels={**(s.get("Labels") or {}), **wanted}))
+
+    def activate(self, step: Step) -> None:
+        manager = self._manager()
+        self._update_node(manager, self._node_id(manager, step.node or ""), lambda s: s.update(Availability="active"))
+
+    def drain(self, step: Step) -> None:
+        manager = self._manager()
+        node_id = step.detail["node_id"]
+        self._update_node(manager, node_id, lambda s: s.update(Availability="drain"))
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        while True:
+            running = [t for t in manager.api.tasks(filters={"node": node_id, "desired-state": "running"})]
+            if not running:
+                return
+            if time.monotonic() > deadline:
+                raise TvdeployError(f"node {step.node}: {len(running)} task(s) still running after drain "
+                                    f"({DRAIN_TIMEOUT_S:.0f} s)")
+            self.reporter.advance("drain", 0, f"draining {step.node}: {len(running)} task(s) left")
+            self.sleep(POLL_S)
+
+    def leave(self, step: Step) -> None:
+        client = self._client_by_address(step.detail.get("address"))
+        if client is None:
+            self.reporter.warn(f"node {step.node}: not reachable; it will be removed without leaving")
+            return
+        client.api.leave_swarm(force=False)
+
+    def _client_by_address(self, address: str | None) -> Any | None:
+        """Nodes being removed are no longer in the site file: the CLI keys their clients by
+        address ("addr:<ip>")."""
+        return self.clients.get(f"addr:{address}") if address else None
+
+    def remove(self, step: Step) -> None:
+        manager = self._manager()
+        node_id = step.detail["node_id"]
+        deadline = time.monotonic() + DOWN_TIMEOUT_S
+        while manager.api.inspect_node(node_id)["Status"]["State"] != "down":
+            if time.monotonic() > deadline:
+                manager.api.remove_node(node_id, force=True)
+                return
+            self.sleep(POLL_S)
+        manager.api.remove_node(node_id, force=False)
+
+    def unlock(self, step: Step) -> None:
+        from tvdeploy.execute.unlock_escrow import load_unlock_key
+
+        client = self._client(step.node or "")
+        client.api.unlock_swarm(load_unlock_key(self.site).reveal())
+        deadline = time.monotonic() + 30
+        while (client.info().get("Swarm") or {}).get("LocalNodeState") != "active":
+            if time.monotonic() > deadline:
+                raise TvdeployError(f"node {step.node}: still locked after unlock")
+            self.sleep(0.5)
+
+    def _update_swarm(self, change: Callable[[dict[str, Any]], None]) -> Any:
+        manager = self._manager()
+        swarm = manager.api.inspect_swarm()
+        spec = dict(swarm["Spec"])
+        change(spec)
+        manager.api.update_swarm(version=swarm["Version"]["Index"], swarm_spec=spec)
+        return manager
+
+    def autolock(self, step: Step) -> None:
+        enabled = bool(step.detail["enabled"])
+        manager = self._update_swarm(
+            lambda s: s.setdefault("EncryptionConfig", {}).update(AutoLockManagers=enabled))
+        if enabled:
+            self._escrow(manager)
+
+    def cert_expiry(self, step: Step) -> None:
+        hours = int(step.detail["hours"])
+        self._update_swarm(lambda s: s.setdefault("CAConfig", {}).update(NodeCertExpiry=hours * NS_PER_HOUR))
+
+    def network_create(self, step: Step) -> None:
+        manager = self._manager()
+        options = {"encrypted": "true"} if step.detail.get("encrypted") else None
+        manager.api.create_network(
+            step.detail["name"], driver="overlay", options=options, attachable=True, scope="swarm",
+            labels={"tvdeploy.site": self.site.site.name},
+        )
+
+    # -- driver --------------------------------------------------------------------------------
+    def run(self, plan: SwarmPlan) -> None:
+        from tvdeploy.audit.recorder import record
+
+        for step in plan.steps:
+            handler = getattr(self, step.kind.replace("-", "_"))
+            self.reporter.info(f"swarm: {step.describe()}")
+            objects = [{"type": "node", "name": step.node}] if step.node else []
+            if step.kind == "network-create":
+                objects = [{"type": "network", "name": str(step.detail["name"])}]
+            try:
+                handler(step)
+            except TvdeployError as exc:
+                record(self.site, f"swarm.{step.kind}", objects=objects, outcome="failure", error=exc.message)
+                raise
+            except Exception as exc:
+                message = _api_message(exc)
+                record(self.site, f"swarm.{step.kind}", objects=objects, outcome="failure", error=message)
+                raise TvdeployError(f"swarm {step.describe()}: {message}") from None
+            record(self.site, f"swarm.{step.kind}", objects=objects)
+
+
+def _api_message(exc: Exception) -> str:
+    explanation = getattr(exc, "explanation", None)
+    return str(explanation or exc).splitlines()[0][:300]
