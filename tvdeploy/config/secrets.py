@@ -11,12 +11,23 @@ from pathlib import Path
 
 from tvdeploy.errors import SecretError
 
+# Every secret value this process has held, so the audit recorder can refuse a record that
+# carries one (tvdeploy.audit.secretscan). Values shorter than this cannot be told from words.
+MIN_TRACKED_LEN = 8
+_SEEN: set[str] = set()
+
+
+def seen_secret_values() -> frozenset[str]:
+    return frozenset(_SEEN)
+
 
 class Secret:
     __slots__ = ("_value",)
 
     def __init__(self, value: str) -> None:
         self._value = value
+        if len(value) >= MIN_TRACKED_LEN:
+            _SEEN.add(value)
 
     def reveal(self) -> str:
         return self._value

@@ -47,7 +47,7 @@ def key_id(public_key: Ed25519PublicKey) -> str:
 
 
 def _check_name(name: str) -> None:
-    if not KEY_NAME.match(name):
+    if not KEY_NAME.fullmatch(name):
         raise TvdeployError(f"{name!r}: not a valid key name (letters, digits, '.', '_', '-'; max 64)")
 
 
