@@ -34,11 +34,39 @@ def store_unlock_key(site: Any, key: Secret) -> list[str]:
     return recipients_of(sealed)
 
 
+def _read_escrow(site: Any) -> tuple[Path, bytes]:
+    path = escrow_path(site)
+    if not path.exists():
+        raise TvdeployError(f"{path}: no escrowed unlock key for site {site.site.name} "
+                            "(swarm bootstrap stores it when autolock is on)")
+    try:
+        return path, path.read_bytes()
+    except OSError as exc:
+        raise TvdeployError(f"{path}: cannot read the escrowed unlock key: {exc.strerror or exc}") from None
+
+
+def describe_escrow(site: Any) -> dict[str, Any]:
+    """Where the key is and the key ids it is sealed to (no secret)."""
+    from tvdeploy.keys.escrow import recipients_of
+
+    path, data = _read_escrow(site)
+    try:
+        ids = recipients_of(data)
+    except TvdeployError as exc:
+        raise type(exc)(f"{path}: {exc.message}") from None
+    return {"site": site.site.name, "path": str(path), "recipients": ids}
+
+
 def load_unlock_key(site: Any) -> Secret:
     from tvdeploy.keys.escrow import open_sealed
     from tvdeploy.keys.store import load_private_key, operator_key_name
 
-    path = escrow_path(site)
-    if not path.exists():
-        raise TvdeployError(f"{path}: no escrowed unlock key for site {site.site.name}")
-    return Secret(open_sealed(path.read_bytes(), load_private_key(operator_key_name())).decode())
+    path, data = _read_escrow(site)
+    try:
+        key = open_sealed(data, load_private_key(operator_key_name()))
+    except TvdeployError as exc:
+        raise type(exc)(f"{path}: {exc.message}") from None
+    try:
+        return Secret(key.decode("ascii"))
+    except UnicodeDecodeError:
+        raise TvdeployError(f"{path}: the escrowed unlock key is not text") from None

@@ -65,8 +65,14 @@ def pick_manager(site: Any, clients: dict[str, Any], local: dict[str, LocalSwarm
     return None
 
 
-def gather_swarm_facts(site: Any, clients: dict[str, Any]) -> SwarmFacts:
+def gather_swarm_facts(site: Any, clients: dict[str, Any],
+                       fallback: dict[str, LocalSwarmFact] | None = None) -> SwarmFacts:
+    """*fallback*: a node's own view read another way (docker info over SSH, from host facts),
+    used when its TLS API does not answer yet (before `tls apply`)."""
     local = {node.name: local_fact(clients.get(node.name)) for node in site.nodes}
+    for name, fact in (fallback or {}).items():
+        if local.get(name, fact).local_state == "unreachable":
+            local[name] = fact
     manager = pick_manager(site, clients, local)
     if manager is None:
         return SwarmFacts(local=local)
@@ -87,3 +93,70 @@ def gather_swarm_facts(site: Any, clients: dict[str, Any]) -> SwarmFacts:
         cert_expiry_hours=int(expiry_ns // NS_PER_HOUR) if expiry_ns else None,
         networks=networks,
     )
+
+
+def _declared_name(site: Any, member: MemberFact) -> str:
+    for node in site.nodes:
+        if member.hostname == node.name or member.address == str(node.address):
+            return str(node.name)
+    return member.hostname or member.node_id
+
+
+def status_findings(site: Any, facts: SwarmFacts, plan: Any) -> list[Any]:
+    """What an operator should look at now: nodes not ready, locked or unreachable managers,
+    members the site file does not declare, the planner's problems and pending changes."""
+    from tvdeploy.plan.preflight import Finding
+
+    out: list[Finding] = []
+    for name, local in sorted(facts.local.items()):
+        if local.local_state in ("locked", "unreachable", "error"):
+            hint = "; run tvdeploy swarm unlock" if local.local_state == "locked" else ""
+            out.append(Finding(name, "swarm.local", "error", f"swarm state {local.local_state}{hint}"))
+    declared = {n.name for n in site.nodes}
+    for m in facts.members:
+        name = _declared_name(site, m)
+        if m.state != "ready":
+            out.append(Finding(name, "swarm.state", "error", f"node is {m.state}"))
+        if m.role == "manager" and not m.reachable:
+            out.append(Finding(name, "swarm.manager", "error", "manager is unreachable by the others"))
+        if name not in declared:
+            out.append(Finding(name, "swarm.undeclared", "warning",
+                               "in the swarm but not in the site file; swarm bootstrap would remove it"))
+    for problem in plan.problems:
+        out.append(Finding("*", "swarm.plan", "error", problem))
+    if plan.steps:
+        out.append(Finding("*", "swarm.plan", "warning",
+                           f"{len(plan.steps)} pending change(s): see tvdeploy swarm plan"))
+    return out
+
+
+def status_document(site: Any, facts: SwarmFacts, cert_expires: dict[str, str | None],
+                    findings: list[Any]) -> dict[str, Any]:
+    """`swarm status --json`: swarm members first (by site-file name), then declared nodes that
+    are not members yet (state "not-joined" or their local state)."""
+    nodes: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for m in sorted(facts.members, key=lambda m: (m.role != "manager", _declared_name(site, m))):
+        name = _declared_name(site, m)
+        seen.add(name)
+        # The managers' view lags: a manager restarted locked still reads "ready" there.
+        local = facts.local.get(name)
+        state = local.local_state if local is not None and local.local_state == "locked" else m.state
+        nodes.append({"name": name, "address": m.address, "role": m.role, "state": state,
+                      "availability": m.availability, "engine": m.engine or None,
+                      "cert_expires": cert_expires.get(name)})
+    for node in site.nodes:
+        if node.name in seen:
+            continue
+        local = facts.local.get(node.name)
+        state = local.local_state if local is not None else "unknown"
+        nodes.append({"name": node.name, "address": str(node.address), "role": node.role,
+                      "state": "not-joined" if state == "inactive" else state, "availability": None,
+                      "engine": None, "cert_expires": cert_expires.get(node.name)})
+    return {
+        "cluster_id": facts.cluster_id,
+        "autolock": bool(facts.autolock),
+        "managers": sum(1 for m in facts.members if m.role == "manager"),
+        "nodes": nodes,
+        "findings": [f.as_dict() for f in findings],
+    }

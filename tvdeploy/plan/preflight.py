@@ -71,24 +71,58 @@ def host_findings(site: Site, node: str, facts: Any) -> list[Finding]:
     return out + kernel_findings(site, node, facts)
 
 
-def port_findings(results: dict[tuple[str, str, int, str], bool]) -> list[Finding]:
-    """*results*: (from node, to node, port, protocol) -> reachable."""
+# Port probe results (tvdeploy.execute.preflight): "open" (connected), "closed" (refused: the
+# host answered, nothing listens), "filtered" (timed out or no route: something drops it),
+# "skipped" (could not be probed from that node).
+PortKey = tuple[str, str, int, str]  # (from node, to node, port, protocol)
+
+
+def port_findings(results: dict[PortKey, str],
+                  listening: set[tuple[str, int]] | None = None) -> list[Finding]:
+    """*listening*: (node, port) that must accept connections now (swarm members already
+    listening on 7946, active managers on 2377). Before a node joins, nothing listens on its
+    swarm ports, so "closed" proves the path is open; a REJECT rule cannot be told apart from
+    that until the port listens, which is why a closed port only counts where it must listen."""
+    must_listen = listening or set()
     out = []
-    for (src, dst, port, proto), ok in sorted(results.items()):
-        if not ok:
+    for (src, dst, port, proto), status in sorted(results.items()):
+        if status == "filtered":
             out.append(Finding(src, f"port.{port}/{proto}", "error",
-                               f"cannot reach {dst} on {port}/{proto}: open it between the swarm nodes"))
+                               f"cannot reach {dst} on {port}/{proto} (timed out or no route): "
+                               "open it between the swarm nodes"))
+        elif status == "closed" and (dst, port) in must_listen:
+            out.append(Finding(src, f"port.{port}/{proto}", "error",
+                               f"{dst} refuses {port}/{proto} although its swarm should listen there: "
+                               "a firewall rejects it or the node's swarm is not running"))
+        elif status == "skipped":
+            out.append(Finding(src, f"port.{port}/{proto}", "warning",
+                               f"could not probe {dst} on {port}/{proto} from this node (no bash)"))
     return out
 
 
+def udp_not_checked(site: Site) -> Finding:
+    """UDP has no handshake: a probe cannot tell an open port from a dropped one without a
+    listener on the far side, so these are reported as not checked rather than guessed."""
+    what = "7946/udp and 4789/udp" if site.swarm.data_path_port == 4789 else \
+        f"7946/udp and {site.swarm.data_path_port}/udp"
+    if site.swarm.encrypted_networks:
+        what += " and ESP (IP protocol 50)"
+    return Finding("*", "port.udp", "info", f"{what} between the nodes cannot be checked by a connect "
+                   "probe; not checked (the overlay traffic test after bootstrap shows them)")
+
+
 def preflight(site: Site, host_facts: dict[str, Any], unreachable: dict[str, str],
-              ports: dict[tuple[str, str, int, str], bool] | None = None) -> list[Finding]:
-    """All findings for the site: unreachable nodes first, then each node's host checks."""
+              ports: dict[PortKey, str] | None = None,
+              listening: set[tuple[str, int]] | None = None) -> list[Finding]:
+    """All findings for the site: unreachable nodes first, then each node's host checks, then
+    the ports between nodes (when they were probed)."""
     findings = [Finding(n, "reachable", "error", why) for n, why in sorted(unreachable.items())]
     for node in site.nodes:
         if node.name in host_facts:
             findings.extend(host_findings(site, node.name, host_facts[node.name]))
-    findings.extend(port_findings(ports or {}))
+    if ports is not None:
+        findings.extend(port_findings(ports, listening))
+        findings.append(udp_not_checked(site))
     return findings
 
 

@@ -78,6 +78,17 @@ def plan_swarm(site: Site, facts: SwarmFacts) -> SwarmPlan:
         problems.append("unreachable over the TLS API: " + ", ".join(unreachable))
 
     if not in_swarm:
+        orphaned = _in_swarm_without_cluster_view(site, facts)
+        if orphaned:
+            # A swarm exists but no manager answered for it: planning an init now would split
+            # the cluster. Unlocking is the one thing that can be done from here.
+            if steps:
+                problems.append("no unlocked manager can answer for the cluster: run the unlock, "
+                                "then plan again for the rest")
+            else:
+                problems.append("in a swarm but no manager of this site answers for it: "
+                                + ", ".join(orphaned))
+            return SwarmPlan(steps, problems)
         first = site.managers[0]
         steps.append(
             Step("init", first.name, {"advertise": str(first.address), "autolock": site.swarm.autolock,
@@ -127,6 +138,18 @@ def plan_swarm(site: Site, facts: SwarmFacts) -> SwarmPlan:
 
     steps.extend(_shrink_steps(site, members, joined, problems))
     return SwarmPlan(steps, problems)
+
+
+_SWARM_STATES = ("active", "locked", "pending", "error")
+
+
+def _in_swarm_without_cluster_view(site: Site, facts: SwarmFacts) -> list[str]:
+    out = []
+    for node in site.nodes:
+        state = facts.local.get(node.name, _UNREACHABLE).local_state
+        if state in _SWARM_STATES:
+            out.append(f"{node.name} ({state})")
+    return out
 
 
 _UNREACHABLE_STATE = "unreachable"

@@ -1,0 +1,135 @@
+"""The OCI image layout inside a bundle tar: ``oci-layout``, ``blobs/sha256/<hex>``, ``index.json``.
+
+Every blob is stored once across all images; ``index.json`` lists one manifest per image
+reference, annotated ``org.opencontainers.image.ref.name`` so that
+``skopeo inspect oci-archive:BUNDLE:<ref>`` finds it. Every file written is remembered with its
+size and sha256 for the bundle's ``manifest.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from tvdeploy.bundle import tarout
+
+log = logging.getLogger(__name__)
+
+FORMAT = "tvdeploy-bundle/1"  # manifest.json format tag
+BLOB_PREFIX = "blobs/sha256/"
+OCI_LAYOUT = {"imageLayoutVersion": "1.0.0"}
+INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
+MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
+CONFIG_MEDIA_TYPE = "application/vnd.oci.image.config.v1+json"
+LAYER_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar"
+REF_ANNOTATION = "org.opencontainers.image.ref.name"
+MAX_READBACK = 16 * 1024 * 1024
+
+
+def json_bytes(doc: Any) -> bytes:
+    """The stable byte form of a document we write (sorted keys, compact)."""
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    path: str
+    size: int
+    sha256: str
+
+
+@dataclass
+class LayoutWriter:
+    """Writes the layout part of a bundle into *out*, an open, seekable, empty file."""
+
+    out: BinaryIO
+    files: dict[str, FileRecord] = field(default_factory=dict)
+    offsets: dict[str, int] = field(default_factory=dict)  # blob hex -> header offset
+    refs: list[tuple[str, str, int]] = field(default_factory=list)  # (ref, manifest hex, size)
+
+    def start(self) -> None:
+        self.add_file("oci-layout", json_bytes(OCI_LAYOUT))
+        tarout.write_dir(self.out, "blobs")
+        tarout.write_dir(self.out, "blobs/sha256")
+
+    def add_file(self, path: str, data: bytes) -> FileRecord:
+        written = tarout.write_bytes(self.out, path, data)
+        record = FileRecord(path, written.size, written.sha256)
+        self.files[path] = record
+        return record
+
+    def has_blob(self, hexdigest: str) -> bool:
+        return hexdigest in self.offsets
+
+    def add_blob(self, data: bytes) -> FileRecord:
+        """Store *data* as a blob unless a blob with its digest is stored already."""
+        hexdigest = hashlib.sha256(data).hexdigest()
+        if hexdigest not in self.offsets:
+            offset = self.out.tell()
+            self.add_file(BLOB_PREFIX + hexdigest, data)
+            self.offsets[hexdigest] = offset
+        return self.files[BLOB_PREFIX + hexdigest]
+
+    def stream_blob(self, src: tarout.Source, size: int, progress: object | None = None) -> FileRecord:
+        """Stream *size* bytes of *src* into a blob; a blob already stored is dropped again
+        (its bytes had to be read to learn the digest, but they are stored once)."""
+        written = tarout.stream_blob(self.out, src, size, BLOB_PREFIX, progress)
+        if written.sha256 in self.offsets:
+            log.debug("blob %s stored already; dropping the copy", written.sha256[:12])
+            tarout.discard_from(self.out, written.offset)
+        else:
+            self.offsets[written.sha256] = written.offset
+            self.files[BLOB_PREFIX + written.sha256] = FileRecord(
+                BLOB_PREFIX + written.sha256, size, written.sha256
+            )
+        return self.files[BLOB_PREFIX + written.sha256]
+
+    def read_blob(self, hexdigest: str) -> bytes:
+        """Read back a (small) blob already written, e.g. a config that was too large to keep."""
+        record = self.files[BLOB_PREFIX + hexdigest]
+        if record.size > MAX_READBACK:
+            raise ValueError(f"blob {hexdigest[:12]} is too large to read back ({record.size} bytes)")
+        end = self.out.tell()
+        header_len = len(tarout.header(BLOB_PREFIX + hexdigest, record.size))
+        self.out.seek(self.offsets[hexdigest] + header_len)
+        data = self.out.read(record.size)
+        self.out.seek(end)
+        if hashlib.sha256(data).hexdigest() != hexdigest:
+            raise ValueError(f"blob {hexdigest[:12]} changed on disk while writing")
+        return data
+
+    def add_ref(self, ref: str, manifest: FileRecord) -> None:
+        if all(r[0] != ref for r in self.refs):
+            self.refs.append((ref, manifest.sha256, manifest.size))
+
+    def finish_index(self) -> FileRecord:
+        index = {
+            "schemaVersion": 2,
+            "mediaType": INDEX_MEDIA_TYPE,
+            "manifests": [
+                {
+                    "mediaType": MANIFEST_MEDIA_TYPE,
+                    "digest": f"sha256:{hexdigest}",
+                    "size": size,
+                    "annotations": {REF_ANNOTATION: ref},
+                }
+                for ref, hexdigest, size in self.refs
+            ],
+        }
+        return self.add_file("index.json", json_bytes(index))
+
+
+def oci_manifest(config: FileRecord, layers: list[FileRecord]) -> bytes:
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_MEDIA_TYPE,
+        "config": {"mediaType": CONFIG_MEDIA_TYPE, "digest": f"sha256:{config.sha256}", "size": config.size},
+        "layers": [
+            {"mediaType": LAYER_MEDIA_TYPE, "digest": f"sha256:{layer.sha256}", "size": layer.size}
+            for layer in layers
+        ],
+    }
+    return json_bytes(doc)

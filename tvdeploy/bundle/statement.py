@@ -1,0 +1,38 @@
+"""The in-toto style statement a bundle signature covers.
+
+Subjects are ``manifest.json`` (which lists every file with its sha256) and every blob digest;
+the predicate names the release and its sequence, so a signature cannot be moved to another
+release. Signature files are not subjects: signing never changes what the next signer signs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tvdeploy.audit.canonical import canonical_json
+from tvdeploy.bundle.layout import BLOB_PREFIX, FORMAT
+
+PAYLOAD_TYPE = "application/vnd.in-toto+json"
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+PREDICATE_TYPE = "https://trueverit.io/tvdeploy/bundle/v1"
+
+
+def statement(manifest_sha256: str, blob_digests: list[str], release: str, sequence: int) -> dict[str, Any]:
+    subjects = [{"name": "manifest.json", "digest": {"sha256": manifest_sha256}}]
+    subjects += [{"name": BLOB_PREFIX + d, "digest": {"sha256": d}} for d in sorted(blob_digests)]
+    return {
+        "_type": STATEMENT_TYPE,
+        "subject": subjects,
+        "predicateType": PREDICATE_TYPE,
+        "predicate": {"format": FORMAT, "release": release, "sequence": sequence},
+    }
+
+
+def for_bundle(bundle: Any) -> dict[str, Any]:
+    """The statement of a bundle read by tvdeploy.bundle.reader (what a signature must cover)."""
+    rel = bundle.release
+    return statement(bundle.manifest_sha256, bundle.blob_digests, rel["release"], rel["sequence"])
+
+
+def encode(doc: dict[str, Any]) -> bytes:
+    return canonical_json(doc)

@@ -1,0 +1,157 @@
+"""Write a bundle: one uncompressed tar holding the OCI layout, ``release.json``,
+``inventory.json``, ``manifest.json`` and an empty ``signatures/`` folder.
+
+The tar is written to a temporary file beside the output and renamed into place only when
+complete, so an interrupted build never leaves a bundle that looks finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from tvdeploy.bundle import tarout
+from tvdeploy.bundle.layout import FORMAT, FileRecord, LayoutWriter, json_bytes
+from tvdeploy.bundle.savestream import ImageHint, SavedImage, SaveStreamError, convert
+from tvdeploy.errors import TvdeployError
+from tvdeploy.release.spec import ReleaseSpec, normalize_reference
+from tvdeploy.reporting import NullReporter, Reporter
+
+TOP_FILES = ("oci-layout", "index.json", "release.json", "inventory.json", "manifest.json")
+
+
+@dataclass(frozen=True)
+class BuiltBundle:
+    path: Path
+    release: dict[str, Any]
+    manifest_sha256: str
+    size: int
+    blobs: int
+
+
+def release_document(spec: ReleaseSpec, images: dict[str, SavedImage]) -> dict[str, Any]:
+    return {
+        "release": spec.release,
+        "sequence": spec.sequence,
+        "images": {
+            svc: {"reference": ref, "digest": f"sha256:{images[svc].manifest.sha256}"}
+            for svc, ref in spec.images.items()
+        },
+    }
+
+
+def inventory_document(spec: ReleaseSpec, images: dict[str, SavedImage]) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    for svc, ref in spec.images.items():
+        img = images[svc]
+        doc[svc] = {
+            "reference": ref,
+            "digest": f"sha256:{img.manifest.sha256}",
+            "config": f"sha256:{img.config.sha256}",
+            "created": img.created,
+            "labels": img.labels,
+            "layers": [{"digest": f"sha256:{lay.sha256}", "size": lay.size} for lay in img.layers],
+            "size": img.config.size + sum(lay.size for lay in img.layers),
+        }
+    return {"images": doc}
+
+
+def manifest_document(files: dict[str, FileRecord]) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "files": {p: {"size": r.size, "sha256": r.sha256} for p, r in sorted(files.items())},
+    }
+
+
+def match_images(spec: ReleaseSpec, saved: list[SavedImage],
+                 hints: list[ImageHint]) -> dict[str, SavedImage]:
+    """Which saved image each service asked for: by image id when the engine told us, else by
+    tag."""
+    by_config = {img.config.sha256: img for img in saved}
+    by_tag = {tag: img for img in saved for tag in img.repo_tags}
+    hint_of = {h.ref: h for h in hints}
+    out: dict[str, SavedImage] = {}
+    for svc, ref in spec.images.items():
+        hint = hint_of.get(ref)
+        img = by_config.get(hint.config_hex) if hint else None
+        img = img or by_tag.get(normalize_reference(ref)) or by_tag.get(ref)
+        if img is None:
+            raise TvdeployError(f"images.{svc}: {ref} is not in the engine's docker save stream")
+        out[svc] = img
+    return out
+
+
+@contextlib.contextmanager
+def _temporary_beside(output: Path) -> Iterator[tuple[BinaryIO, Path]]:
+    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".partial")
+    path = Path(tmp)
+    try:
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "w+b") as fh:
+            yield fh, path
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def write_bundle(output: Path, spec: ReleaseSpec, stream: tarout.Source, *,
+                 hints: list[ImageHint] | None = None, reporter: Reporter | None = None,
+                 source_name: str = "docker save stream") -> BuiltBundle:
+    """Convert the ``docker save`` *stream* of the spec's images into the bundle *output*."""
+    reporter = reporter or NullReporter()
+    if output.is_dir():
+        raise TvdeployError(f"{output}: is a directory, expected the bundle file to write")
+    if not output.parent.is_dir():
+        raise TvdeployError(f"{output.parent}: folder does not exist")
+    with _temporary_beside(output) as (fh, tmp):
+        layout = LayoutWriter(fh)
+        layout.start()
+        try:
+            saved = convert(stream, layout, hints=hints, reporter=reporter)
+        except SaveStreamError as exc:
+            raise TvdeployError(f"{source_name}: {exc}") from None
+        except OSError as exc:  # reading is guarded in convert(): this is the output
+            raise TvdeployError(f"{output}: cannot write: {exc.strerror or exc}") from None
+        images = match_images(spec, saved, list(hints or []))
+        for svc, ref in spec.images.items():
+            layout.add_ref(ref, images[svc].manifest)
+        layout.finish_index()
+        release = release_document(spec, images)
+        layout.add_file("release.json", json_bytes(release))
+        layout.add_file("inventory.json", json_bytes(inventory_document(spec, images)))
+        files = dict(layout.files)
+        manifest = tarout.write_bytes(fh, "manifest.json", json_bytes(manifest_document(files)))
+        tarout.write_dir(fh, "signatures")
+        fh.write(tarout.END_OF_ARCHIVE)
+        fh.truncate()
+        fh.flush()
+        os.fsync(fh.fileno())
+        size = fh.tell()
+        os.replace(tmp, output)
+    return BuiltBundle(output, release, manifest.sha256, size, len(layout.offsets))
+
+
+def build_from_engine(output: Path, spec: ReleaseSpec, docker_host: str,
+                      reporter: Reporter | None = None,
+                      while_staging: Callable[[], None] | None = None) -> BuiltBundle:
+    """Build *output* from the build engine at *docker_host*.
+
+    The save request goes out first: the engine stages every image on its disk before the
+    first byte (most of a ``docker save``'s time), and the inspections for progress and
+    *while_staging* (e.g. unlocking the operator key) run meanwhile."""
+    from tvdeploy.bundle import engine
+
+    client = engine.connect(docker_host)
+    refs = list(dict.fromkeys(spec.images.values()))
+    with engine.save_stream(client, docker_host, refs) as stream:
+        hints = engine.hints(client, docker_host, refs)
+        if while_staging is not None:
+            while_staging()
+        stream.wait()
+        return write_bundle(output, spec, stream, hints=hints, reporter=reporter,
+                            source_name=f"build engine {docker_host}")

@@ -1,0 +1,302 @@
+"""tvdeploy swarm plan|bootstrap|status|unlock|unlock-key SITE"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from tvdeploy.cli.common import SITE_ARG_HELP
+
+if TYPE_CHECKING:
+    from tvdeploy.config.site import Site
+    from tvdeploy.connectors.ssh import SSHPool
+    from tvdeploy.execute.swarm_session import SwarmView
+
+swarm_app = typer.Typer(help="Form and keep the Docker Swarm: pre-flight, quorum, zones, autolock.",
+                        no_args_is_help=True)
+
+SITE = typer.Argument(..., help=SITE_ARG_HELP, show_default=False)
+
+
+def _reporter() -> Any:
+    """Under --json stdout carries one document: progress events would break it."""
+    from tvdeploy.cli.options import OPTIONS
+    from tvdeploy.cli.output import reporter
+    from tvdeploy.reporting import NullReporter
+
+    return NullReporter() if OPTIONS.json else reporter()
+
+
+def _pool(model: Site, trust_new_hosts: bool, rep: Any) -> SSHPool:
+    from tvdeploy.connectors.ssh import SSHPool
+
+    return SSHPool(model, trust_new_hosts=trust_new_hosts, reporter=rep)
+
+
+def _view_json(model: Site, view: SwarmView) -> dict[str, Any]:
+    tls = view.tls_plan
+    return {
+        "site": model.site.name,
+        "changes": bool(view.plan.steps) or bool(tls is not None and tls.changes),
+        "findings": [f.as_dict() for f in view.findings],
+        "tls": tls.to_json() if tls is not None else None,
+        "steps": [s.as_dict() for s in view.plan.steps],
+        "problems": list(view.plan.problems),
+    }
+
+
+def _show(model: Site, view: SwarmView) -> None:
+    from tvdeploy.cli.output import out
+
+    errors = sum(1 for f in view.findings if f.severity == "error")
+    warnings = sum(1 for f in view.findings if f.severity == "warning")
+    out(f"site {model.site.name}: pre-flight {errors} error(s), {warnings} warning(s)")
+    for f in view.findings:
+        node = "(all)" if f.node == "*" else f.node
+        out(f"  {f.severity:<8} {node:<14} {f.check:<18} {f.message}")
+    tls = view.tls_plan
+    if tls is None:
+        out("tls: not planned (a node is unreachable)")
+    elif tls.changes:
+        touched = sum(1 for n in tls.nodes if n.steps)
+        out(f"tls: {len(tls.steps)} change(s) on {touched} node(s); applied first (see tvdeploy tls plan)")
+    else:
+        out("tls: nothing to do")
+    out(f"swarm: {len(view.plan.steps)} step(s)" if view.plan.steps else "swarm: nothing to do")
+    for step in view.plan.steps:
+        out(f"  {step.describe()}")
+    for problem in view.plan.problems:
+        out(f"  problem: {problem}")
+
+
+@swarm_app.command("plan")
+def plan(
+    site: Path = SITE,
+    detailed_exitcode: bool = typer.Option(False, "--detailed-exitcode",
+                                           help="Exit 2 when something would change, 0 when not."),
+) -> None:
+    """Pre-flight findings (SSH, ports, clock, kernel ESP/IPVS), pending TLS changes and the swarm
+    steps in the order they would run. Changes nothing."""
+    from tvdeploy.cli.common import load_site, plan_exit
+    from tvdeploy.cli.options import OPTIONS
+    from tvdeploy.cli.output import emit_json
+    from tvdeploy.execute.swarm_session import Clients, survey
+
+    model = load_site(site)
+    rep = _reporter()
+    with _pool(model, False, rep) as pool, Clients() as clients:
+        view = survey(model, pool, clients, rep)
+    doc = _view_json(model, view)
+    if OPTIONS.json:
+        emit_json(doc)
+    else:
+        _show(model, view)
+    plan_exit(doc["changes"], detailed_exitcode)
+
+
+def _report_findings(view: SwarmView, rep: Any) -> None:
+    from tvdeploy.execute.swarm_session import finding_line
+
+    for f in view.findings:
+        if f.severity == "warning":
+            rep.warn(finding_line(f))
+        elif f.severity == "info":
+            rep.info(finding_line(f))
+
+
+@swarm_app.command("bootstrap")
+def bootstrap(
+    site: Path = SITE,
+    trust_new_hosts: bool = typer.Option(False, "--trust-new-hosts",
+                                         help="Record the host key of nodes not yet in ssh.known_hosts "
+                                         "(each fingerprint is printed: compare it out of band)."),
+) -> None:
+    """Pre-flight, then `tls apply` when needed, then form or converge the swarm (init, joins,
+    labels, networks, removals; quorum kept at every step), then print the status."""
+    from tvdeploy.audit.recorder import signing_key
+    from tvdeploy.cli.common import load_site
+    from tvdeploy.cli.options import OPTIONS
+    from tvdeploy.cli.output import confirm, out
+    from tvdeploy.execute.swarm_session import (
+        Clients,
+        apply_swarm,
+        open_clients,
+        refuse_on_findings,
+        refuse_on_problems,
+        survey,
+    )
+    from tvdeploy.execute.tls import apply_tls
+    from tvdeploy.pki.certinfo import utcnow
+    from tvdeploy.plan.preflight import blocking
+
+    model = load_site(site)
+    signing_key()  # no audit key, no change: fail before touching anything
+    rep = _reporter()
+    with _pool(model, trust_new_hosts, rep) as pool, Clients() as clients:
+        view = survey(model, pool, clients, rep)
+        tls = view.tls_plan
+        pending = bool(view.plan.steps) or tls is None or tls.changes
+        if pending or blocking(view.findings):
+            if not OPTIONS.json:
+                _show(model, view)
+        else:
+            _report_findings(view, rep)
+        refuse_on_findings(view.findings)
+        assert tls is not None  # no unreachable node (refused above), so the TLS plan exists
+        if not tls.changes:
+            refuse_on_problems(view.plan)  # with TLS pending, the APIs cannot answer yet
+        if not tls.changes and not view.plan.steps:
+            out(f"site {model.site.name}: nothing to do; the swarm matches the site file")
+        else:
+            confirm(f"bootstrap site {model.site.name}: {len(tls.steps)} TLS change(s), "
+                    f"{len(view.plan.steps)} swarm step(s)?")
+            if tls.changes:
+                apply_tls(model, tls, pool, rep, utcnow())
+                open_clients(model, clients)  # a new client certificate may have been issued
+            steps = apply_swarm(model, clients, rep)
+            out(f"site {model.site.name}: {len(tls.steps)} TLS change(s), {steps} swarm step(s) applied")
+        _print_status(model, clients)
+
+
+def _cert_expiry(model: Site) -> dict[str, str | None]:
+    """Each node's TLS *server* certificate expiry, read from the certificate its Docker API
+    presents in a verified mutual-TLS handshake (what clients actually get; swarm's own node
+    certificates rotate automatically within swarm.cert_expiry_hours and are not shown)."""
+    from cryptography import x509
+
+    from tvdeploy.connectors.docker_api import presented_certificate
+    from tvdeploy.errors import TvdeployError
+    from tvdeploy.execute.parallel import for_each
+    from tvdeploy.execute.swarm_session import client_cert
+
+    certs = client_cert(model)
+    if certs is None:
+        return {}
+
+    def one(name: str) -> str | None:
+        node = model.node(name)
+        try:
+            pem = presented_certificate(name, str(node.address), certs, timeout=5.0)
+        except TvdeployError:
+            return None
+        return x509.load_pem_x509_certificate(pem).not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    names = [n.name for n in model.nodes]
+    return dict(zip(names, for_each(names, one), strict=True))
+
+
+def _status_doc(model: Site, clients: Any) -> dict[str, Any]:
+    from tvdeploy.execute.swarm_session import observe_swarm
+    from tvdeploy.facts.swarm import status_document, status_findings
+    from tvdeploy.plan.swarm import plan_swarm
+
+    facts = observe_swarm(model, clients)
+    findings = status_findings(model, facts, plan_swarm(model, facts))
+    return status_document(model, facts, _cert_expiry(model), findings)
+
+
+def _print_status(model: Site, clients: Any) -> None:
+    from tvdeploy.cli.options import OPTIONS
+    from tvdeploy.cli.output import emit_json, out, table
+
+    doc = _status_doc(model, clients)
+    if OPTIONS.json:
+        emit_json(doc)
+        return
+    lock = "on" if doc["autolock"] else "off"
+    out(f"swarm {doc['cluster_id'] or '(none)'}: {doc['managers']} manager(s), autolock {lock}")
+    table(None, ["name", "address", "role", "state", "availability", "engine", "cert expires"],
+          [[n["name"], n["address"], n["role"], n["state"], n["availability"], n["engine"],
+            n["cert_expires"]] for n in doc["nodes"]])
+    for f in doc["findings"]:
+        node = "(all)" if f["node"] == "*" else f["node"]
+        out(f"{f['severity']}: {node}: {f['message']}")
+
+
+def _require_clients(model: Site, clients: Any) -> None:
+    from tvdeploy.errors import InputFileError
+    from tvdeploy.execute.swarm_session import open_clients
+    from tvdeploy.pki.ca import pki_paths
+
+    open_clients(model, clients)
+    if not clients:
+        raise InputFileError(f"{pki_paths(model).client_dir}: no operator client certificate; "
+                             "run tvdeploy swarm bootstrap (or tls apply) first")
+
+
+@swarm_app.command("status")
+def status(site: Path = SITE) -> None:
+    """Every node as the swarm sees it (role, state, availability, engine, TLS certificate
+    expiry), autolock, manager count and findings. Over the Docker API only."""
+    from tvdeploy.cli.common import load_site
+    from tvdeploy.execute.swarm_session import Clients
+
+    model = load_site(site)
+    with Clients() as clients:
+        _require_clients(model, clients)
+        _print_status(model, clients)
+
+
+@swarm_app.command("unlock")
+def unlock(site: Path = SITE) -> None:
+    """Unlock every manager that came back locked (autolock), with the escrowed key."""
+    from tvdeploy.audit.recorder import signing_key
+    from tvdeploy.cli.common import load_site
+    from tvdeploy.cli.options import OPTIONS
+    from tvdeploy.cli.output import emit_json, out
+    from tvdeploy.execute.swarm import SwarmExecutor
+    from tvdeploy.execute.swarm_session import Clients, observe_swarm
+    from tvdeploy.plan.swarm import Step, SwarmPlan
+
+    model = load_site(site)
+    signing_key()
+    rep = _reporter()
+    with Clients() as clients:
+        _require_clients(model, clients)
+        facts = observe_swarm(model, clients)
+        locked = [n.name for n in model.managers if facts.local[n.name].local_state == "locked"]
+        if locked:
+            SwarmExecutor(model, clients, rep).run(SwarmPlan([Step("unlock", name) for name in locked]))
+    if OPTIONS.json:
+        emit_json({"site": model.site.name, "unlocked": locked})
+    elif locked:
+        out(f"site {model.site.name}: unlocked {', '.join(locked)}")
+    else:
+        out(f"site {model.site.name}: no manager is locked")
+
+
+@swarm_app.command("unlock-key")
+def unlock_key(
+    site: Path = SITE,
+    show: bool = typer.Option(False, "--show", help="Print the unlock key itself (recorded in the audit log)."),
+) -> None:
+    """Where the swarm unlock key is escrowed and to whom; the key itself only with --show."""
+    from tvdeploy.cli.common import load_site
+    from tvdeploy.cli.options import OPTIONS
+    from tvdeploy.cli.output import emit_json, out
+    from tvdeploy.execute.unlock_escrow import describe_escrow, load_unlock_key
+
+    model = load_site(site)
+    where = describe_escrow(model)
+    if not show:
+        if OPTIONS.json:
+            emit_json(where)
+        else:
+            out(f"unlock key of site {model.site.name} is escrowed in {where['path']}")
+            out(f"sealed to {len(where['recipients'])} key(s): {', '.join(where['recipients'])}")
+            out("print it with --show (the showing is recorded in the audit log)")
+        return
+    from tvdeploy.audit.recorder import record
+
+    key = load_unlock_key(model)
+    record(model, "swarm.unlock-key.show", objects=[{"type": "escrow", "name": where["path"]}])
+    if OPTIONS.json:
+        emit_json({**where, "unlock_key": key.reveal()})
+    else:
+        out(key.reveal())
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(swarm_app, name="swarm")

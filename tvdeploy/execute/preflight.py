@@ -1,0 +1,142 @@
+"""Swarm pre-flight over SSH: host facts of every node and TCP port probes between the nodes.
+
+Read only. A node that cannot be reached becomes a finding, not an exception, so one pre-flight
+shows everything that is wrong at once. The judging is pure (tvdeploy.plan.preflight); this
+module only gathers and parses.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tvdeploy.errors import TvdeployError
+from tvdeploy.plan.preflight import Finding, PortKey, preflight
+
+if TYPE_CHECKING:
+    from tvdeploy.config.site import Site
+    from tvdeploy.connectors.ssh import SSHPool
+    from tvdeploy.facts.host import HostFacts
+    from tvdeploy.reporting import Reporter
+
+log = logging.getLogger(__name__)
+
+MANAGER_PORT = 2377
+GOSSIP_PORT = 7946
+PROBE_TIMEOUT_S = 2
+PORT_MARK = "@@port "
+
+# One background probe per target so the whole script takes about one timeout. bash's /dev/tcp
+# tells "refused" (host answered) from a timeout or no route (something drops the packets);
+# `timeout` bounds it. Output: "@@port <address> <port> open|closed|filtered".
+_PROBE_ONE = (
+    'p() {{ e=$(timeout {t} bash -c "exec 3<>/dev/tcp/$1/$2" 2>&1); r=$?; '
+    'if [ $r = 0 ]; then s=open; elif [ $r = 124 ]; then s=filtered; '
+    'else case "$e" in *refused*) s=closed;; *) s=filtered;; esac; fi; '
+    'echo "{mark}$1 $2 $s"; }}'
+)
+
+
+@dataclass
+class PreflightResult:
+    host_facts: dict[str, HostFacts]
+    unreachable: dict[str, str]
+    ports: dict[PortKey, str] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+
+
+def port_targets(site: Site, src: str) -> list[tuple[str, str, int]]:
+    """(peer name, peer address, port) to probe from *src*: 7946 to every peer, 2377 to managers
+    (workers never listen on 2377)."""
+    out = []
+    for peer in site.nodes:
+        if peer.name == src:
+            continue
+        out.append((peer.name, str(peer.address), GOSSIP_PORT))
+        if peer.role == "manager":
+            out.append((peer.name, str(peer.address), MANAGER_PORT))
+    return out
+
+
+def port_script(targets: list[tuple[str, str, int]], timeout: int = PROBE_TIMEOUT_S) -> str:
+    lines = ["if ! command -v bash >/dev/null 2>&1; then echo '@@port none'; exit 0; fi",
+             _PROBE_ONE.format(t=int(timeout), mark=PORT_MARK)]
+    lines += [f"p {shlex.quote(addr)} {int(port)} &" for _name, addr, port in targets]
+    lines.append("wait")
+    return "\n".join(lines)
+
+
+def parse_port_output(src: str, targets: list[tuple[str, str, int]], text: str) -> dict[PortKey, str]:
+    """Every target gets a status; a target missing from the output (truncated, killed) or a node
+    without bash is "skipped" rather than guessed."""
+    seen: dict[tuple[str, int], str] = {}
+    for line in text.splitlines():
+        if not line.startswith(PORT_MARK):
+            continue
+        parts = line[len(PORT_MARK):].split()
+        if len(parts) == 3 and parts[1].isdigit() and parts[2] in ("open", "closed", "filtered"):
+            seen[(parts[0], int(parts[1]))] = parts[2]
+    return {(src, name, port, "tcp"): seen.get((addr, port), "skipped") for name, addr, port in targets}
+
+
+def listening_now(host_facts: dict[str, Any]) -> set[tuple[str, int]]:
+    """Ports that must already accept connections: members listen on 7946, active managers
+    (control available) on 2377."""
+    out: set[tuple[str, int]] = set()
+    for name, facts in host_facts.items():
+        if facts.swarm.local_state == "active":
+            out.add((name, GOSSIP_PORT))
+            if facts.swarm.control_available:
+                out.add((name, MANAGER_PORT))
+    return out
+
+
+def gather_hosts(site: Site, pool: SSHPool, reporter: Reporter) -> tuple[dict[str, HostFacts], dict[str, str]]:
+    """Host facts of every reachable node; the others with the one-line reason."""
+    from tvdeploy.execute.parallel import for_each
+    from tvdeploy.facts.host import gather
+
+    reporter.task("swarm.facts", f"reading facts of {len(site.nodes)} node(s)", total=len(site.nodes))
+
+    def one(name: str) -> tuple[str, HostFacts | str]:
+        try:
+            facts: HostFacts | str = gather(name, pool.get(name))
+        except TvdeployError as exc:
+            facts = exc.message
+        reporter.advance("swarm.facts")
+        return name, facts
+
+    results = for_each([n.name for n in site.nodes], one, label=lambda n: f"node {n}")
+    reporter.done("swarm.facts")
+    facts = {n: f for n, f in results if not isinstance(f, str)}
+    unreachable = {n: f for n, f in results if isinstance(f, str)}
+    return facts, unreachable
+
+
+def probe_ports(site: Site, pool: SSHPool, names: list[str]) -> dict[PortKey, str]:
+    from tvdeploy.execute.parallel import for_each
+
+    def one(src: str) -> dict[PortKey, str]:
+        targets = port_targets(site, src)
+        if not targets:
+            return {}
+        try:
+            res = pool.get(src).run(port_script(targets), check=False, timeout=PROBE_TIMEOUT_S * 4 + 10)
+        except TvdeployError as exc:
+            log.debug("port probe from %s failed: %s", src, exc)
+            return {(src, n, p, "tcp"): "skipped" for n, _a, p in targets}
+        return parse_port_output(src, targets, res.stdout)
+
+    merged: dict[PortKey, str] = {}
+    for part in for_each(names, one, label=lambda n: f"node {n}"):
+        merged.update(part)
+    return merged
+
+
+def run_preflight(site: Site, pool: SSHPool, reporter: Reporter) -> PreflightResult:
+    facts, unreachable = gather_hosts(site, pool, reporter)
+    ports = probe_ports(site, pool, [n.name for n in site.nodes if n.name in facts])
+    findings = preflight(site, facts, unreachable, ports, listening_now(facts))
+    return PreflightResult(facts, unreachable, ports, findings)
