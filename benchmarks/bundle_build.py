@@ -65,7 +65,8 @@ def main() -> None:
     if docker is None:
         sys.exit("the docker CLI is needed for the docker save baseline")
     save_file, bundle = work / "save.tar", work / "bundle.tar"
-    print(f"{len(refs)} images from {args.engine}; work dir {work}")
+    print(f"{len(refs)} images from {args.engine}; work dir {work}; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
     # Warm-up: the engine's layer files and our imports into the page cache.
     run_timed([docker, "save", "-o", str(save_file), *refs], env)
@@ -114,6 +115,7 @@ def main() -> None:
     print(f"sha256sum:            {s:6.2f} s  {size / s / 2**20:7.0f} MiB/s")
     print(f"verify (in-process):  {v:6.2f} s  {size / v / 2**20:7.0f} MiB/s   ratio {s / v:.2f}x (target >= 0.8x)")
     print(f"verify (CLI, e2e):    {c:6.2f} s  {size / c / 2**20:7.0f} MiB/s   ratio {s / c:.2f}x")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

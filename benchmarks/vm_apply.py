@@ -11,6 +11,8 @@ Run as root on a lab machine:  .venv/bin/python benchmarks/vm_apply.py [--latenc
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import sys
 import tempfile
@@ -57,7 +59,8 @@ def _fresh(lab: Path, latency_ms: int):
 def bench_apply(work: Path, lab: Path, latency_ms: int) -> None:
     info = _fresh(lab, latency_ms)
     first = str(_site(work, info, 1, "one"))
-    _cli("vm", "plan", first)  # warm-up: imports and the first TLS session are not what we measure
+    with contextlib.redirect_stdout(io.StringIO()):
+        _cli("vm", "plan", first)  # warm-up: imports and the first TLS session are not what we measure
     one = _cli("vm", "apply", first)
     info = _fresh(lab, latency_ms)
     twelve = _cli("vm", "apply", str(_site(work, info, 12, "twelve")))

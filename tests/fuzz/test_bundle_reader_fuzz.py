@@ -2,8 +2,10 @@
 
 Properties: whatever bytes it is given, the reader and ``verify`` either refuse with a
 TvdeployError (one line at the CLI) or accept a bundle whose signed content is exactly that of
-the original bundle; never another exception, never a hang. Skip with ``-m "not fuzz"``; scale
-with TVDEPLOY_FUZZ_SCALE (1.0 = the CI budget).
+the original bundle; never another exception, never a hang. Each test repeats rounds of
+hypothesis examples until its share of the time budget is spent, so the run takes about
+TVDEPLOY_FUZZ_SECONDS (default 60) on a fast or a busy machine alike. Skip with
+``-m "not fuzz"``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import io
 import os
 import tarfile
 import tempfile
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,12 +32,17 @@ from tvdeploy.errors import TvdeployError
 
 pytestmark = pytest.mark.fuzz
 
-SCALE = float(os.environ.get("TVDEPLOY_FUZZ_SCALE", "1.0"))
+BUDGET_S = float(os.environ.get("TVDEPLOY_FUZZ_SECONDS", "60"))
+ROUND = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 
 
-def fuzz_settings(examples: int) -> settings:
-    return settings(max_examples=max(1, int(examples * SCALE)), deadline=None,
-                    suppress_health_check=list(HealthCheck), database=None)
+def for_share(share: float, fuzz: Any) -> None:
+    """Run rounds of the hypothesis test *fuzz* until *share* of the budget is spent."""
+    deadline = time.monotonic() + BUDGET_S * share
+    rounds = 0
+    while rounds == 0 or time.monotonic() < deadline:
+        fuzz()
+        rounds += 1
 
 
 class Original:
@@ -135,18 +143,18 @@ def mutate(data: bytes, ops: list[tuple[str, int, Any]]) -> bytes:
     return bytes(buf)
 
 
-@fuzz_settings(7500)
+@ROUND
 @given(st.lists(mutation, min_size=1, max_size=4))
-def test_mutated_bundles_are_refused_or_unchanged(ops: list[tuple[str, int, Any]]) -> None:
+def _mutated_bundles(ops: list[tuple[str, int, Any]]) -> None:
     check(mutate(original().data, ops))
 
 
 HEADER_FIELDS = st.sampled_from([(100, 8), (124, 12), (148, 8), (156, 1), (157, 100), (257, 8), (345, 155)])
 
 
-@fuzz_settings(4500)
+@ROUND
 @given(st.integers(min_value=0), HEADER_FIELDS, st.binary(min_size=1, max_size=155))
-def test_header_fields_overwritten(index: int, field: tuple[int, int], value: bytes) -> None:
+def _header_fields(index: int, field: tuple[int, int], value: bytes) -> None:
     # Aim at tar headers: type flags, sizes, link names, checksums, ustar prefixes.
     data = bytearray(original().data)
     headers = [i for i in range(0, len(data), 512) if data[i + 257:i + 262] == b"ustar"]
@@ -166,10 +174,10 @@ JSONISH = st.one_of(st.binary(max_size=64), st.sampled_from([b"{}", b"[]", b'{"a
                                                              b'{"imageLayoutVersion":"1.0.0"}', b"NaN"]))
 
 
-@fuzz_settings(4500)
+@ROUND
 @given(st.lists(st.tuples(NAMES, TYPES, JSONISH, NAMES), max_size=12),
        st.sampled_from([tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT]))
-def test_arbitrary_tars_are_refused(entries: list[tuple[str, bytes, bytes, str]], fmt: int) -> None:
+def _arbitrary_tars(entries: list[tuple[str, bytes, bytes, str]], fmt: int) -> None:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
         for name, type_, data, link in entries:
@@ -184,7 +192,23 @@ def test_arbitrary_tars_are_refused(entries: list[tuple[str, bytes, bytes, str]]
     check(buf.getvalue(), derived=False)
 
 
-@fuzz_settings(3000)
+@ROUND
 @given(st.binary(max_size=4096))
-def test_random_bytes_are_refused(data: bytes) -> None:
+def _random_bytes(data: bytes) -> None:
     check(data, derived=False)
+
+
+def test_mutated_bundles_are_refused_or_unchanged() -> None:
+    for_share(0.4, _mutated_bundles)
+
+
+def test_header_fields_overwritten() -> None:
+    for_share(0.2, _header_fields)
+
+
+def test_arbitrary_tars_are_refused() -> None:
+    for_share(0.25, _arbitrary_tars)
+
+
+def test_random_bytes_are_refused() -> None:
+    for_share(0.15, _random_bytes)

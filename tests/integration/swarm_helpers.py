@@ -52,8 +52,11 @@ def wait_for(check: Any, timeout: float = 90.0, interval: float = 1.0) -> Any:
 
 
 def running_tasks(manager: Any, service: str) -> list[dict[str, Any]]:
-    return [t for t in manager.api.tasks(filters={"service": service, "desired-state": "running"})
-            if (t.get("Status") or {}).get("State") == "running"]
+    return [
+        t
+        for t in manager.api.tasks(filters={"service": service, "desired-state": "running"})
+        if (t.get("Status") or {}).get("State") == "running"
+    ]
 
 
 def write_site(src: Path, dst: Path, add: list[dict[str, Any]] = (), drop: tuple[str, ...] = ()) -> Path:

@@ -86,3 +86,16 @@ def test_unknown_node_is_one_error_line(lab: LabInfo) -> None:
     assert r.returncode == 1
     assert r.stderr.startswith("error: ") and "no-such-node" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_up_brings_back_a_stopped_engine_and_a_cut_link(lab: LabInfo) -> None:
+    stopped, cut = _node(lab, 1), _node(lab, 2)
+    run_lab("node", "stop", stopped["name"], "--dir", lab.dir)
+    run_lab("node", "isolate", cut["name"], "--dir", lab.dir)
+    try:
+        doc = json.loads(run_lab("up", "--dir", lab.dir).stdout)
+        assert f"{stopped['name']} dockerd" in doc["created"]
+        assert {n["name"]: n["state"] for n in doc["nodes"]} == {n["name"]: "up" for n in lab.status["nodes"]}
+    finally:
+        run_lab("node", "rejoin", cut["name"], "--dir", lab.dir)
+        run_lab("up", "--dir", lab.dir)

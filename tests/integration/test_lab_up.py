@@ -101,3 +101,15 @@ def test_second_up_reuses_everything(lab: LabInfo) -> None:
     assert doc["created"] == []
     assert doc["state"] == "up"
     assert doc["seconds"] < 30  # generous: it only checks what runs
+
+
+def test_pyvmomi_reaches_the_simulator_named_in_the_site_file(lab: LabInfo) -> None:
+    from tvdeploy.config.load import load_site
+
+    site = load_site(lab.site_file)
+    if site.vcenter is None:
+        pytest.skip("the vCenter simulator module is not available")
+    vsphere = pytest.importorskip("tvdeploy.connectors.vsphere")
+    with vsphere.connect(site) as session:  # the pin in the site file is what is checked
+        placement = session.placement()
+        assert placement.template.name == site.vcenter.template

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration.conftest import run_lab
 from tests.integration.swarm_helpers import (
     load_image,
     manager_client,
@@ -42,26 +43,30 @@ class SwarmLab:
 
 @pytest.fixture(scope="module")
 def swarm_lab(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from tvdeploy.lab import up as lab_up
-
+    """A lab of this module's own (it grows a node and restarts dockerd: not the shared lab)."""
     base = tmp_path_factory.mktemp("swarm")
     home, lab_dir = base / "home", base / "lab"
-    saved = os.environ.get("TVDEPLOY_HOME")
-    os.environ["TVDEPLOY_HOME"] = str(home)  # the lab's operator key and the escrow live here
     try:
-        result = lab_up.up(lab_dir, NODES)
-        env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
+        run_lab("up", "--dir", lab_dir, "--nodes", NODES, home=home)
+        env = {**os.environ, "TVDEPLOY_HOME": str(home), "NO_COLOR": "1", "COLUMNS": "200"}
         proc = subprocess.run(
-            [sys.executable, "-m", "tvdeploy", "swarm", "bootstrap", str(result.layout.site_file), "--yes"],
-            env=env, capture_output=True, text=True, timeout=600, check=False,
+            [sys.executable, "-m", "tvdeploy", "swarm", "bootstrap", str(lab_dir / "site.yaml"), "--yes"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
         )
-        yield SwarmLab(lab_dir, home, result.layout.site_file, result.layout.docker_host, proc)
+        docker_host = f"unix://{lab_dir / 'engine' / 'docker.sock'}"
+        yield SwarmLab(lab_dir, home, lab_dir / "site.yaml", docker_host, proc)
     finally:
-        lab_up.down(lab_dir)
-        if saved is None:
-            os.environ.pop("TVDEPLOY_HOME", None)
-        else:
-            os.environ["TVDEPLOY_HOME"] = saved
+        subprocess.run(
+            [sys.executable, "-m", "tvdeploy", "lab", "down", "--dir", str(lab_dir)],
+            env={**os.environ, "TVDEPLOY_HOME": str(home)},
+            capture_output=True,
+            timeout=300,
+            check=False,
+        )
 
 
 @pytest.fixture(autouse=True)
@@ -161,16 +166,29 @@ def test_overlay_network_carries_traffic_between_nodes(swarm_lab: SwarmLab) -> N
         # dnsrr: the name resolves to the task itself; a VIP would need IPVS, which the lab lacks.
         # ServiceCollection.create asks no registry (no image resolution): the nodes are offline.
         manager.services.create(
-            ref, ["sh", "-c", "echo overlay-ok > /tmp/i.html; exec httpd -f -p 8080 -h /tmp"],
-            name="overlay-srv", networks=["tv-backend"], endpoint_spec=EndpointSpec(mode="dnsrr"),
-            constraints=["node.hostname==lab-wkr-1"])
+            ref,
+            ["sh", "-c", "echo overlay-ok > /tmp/i.html; exec httpd -f -p 8080 -h /tmp"],
+            name="overlay-srv",
+            networks=["tv-backend"],
+            endpoint_spec=EndpointSpec(mode="dnsrr"),
+            constraints=["node.hostname==lab-wkr-1"],
+        )
         manager.services.create(
-            ref, ["sh", "-c", "i=0; while [ $i -lt 30 ]; do "
-                  "printf 'GET /i.html HTTP/1.0\\r\\n\\r\\n' | nc -w 2 overlay-srv 8080 | grep -q overlay-ok "
-                  "&& exit 0; i=$((i+1)); sleep 1; done; exit 1"],
-            name="overlay-cli", networks=["tv-backend"], constraints=["node.hostname==lab-mgr-1"],
-            restart_policy=RestartPolicy(condition="none"))
+            ref,
+            [
+                "sh",
+                "-c",
+                "i=0; while [ $i -lt 30 ]; do "
+                "printf 'GET /i.html HTTP/1.0\\r\\n\\r\\n' | nc -w 2 overlay-srv 8080 | grep -q overlay-ok "
+                "&& exit 0; i=$((i+1)); sleep 1; done; exit 1",
+            ],
+            name="overlay-cli",
+            networks=["tv-backend"],
+            constraints=["node.hostname==lab-mgr-1"],
+            restart_policy=RestartPolicy(condition="none"),
+        )
         try:
+
             def finished() -> str | None:
                 tasks = manager.api.tasks(filters={"service": "overlay-cli"})
                 state = tasks[0]["Status"]["State"] if tasks else ""
@@ -199,11 +217,24 @@ def test_unlock_key_is_escrowed_and_shown_only_when_asked(cli: Any, swarm_lab: S
     assert _audit(swarm_lab.site)[-1]["event"] == "swarm.unlock-key.show"
 
 
-def test_restarted_manager_comes_back_locked_and_unlock_brings_it_back(cli: Any, swarm_lab: SwarmLab) -> None:
-    from tvdeploy.lab import nodeops
+def test_lost_escrow_is_planned_and_restored(cli: Any, swarm_lab: SwarmLab) -> None:
+    from tvdeploy.execute.unlock_escrow import escrow_path
 
-    nodeops.stop_docker(swarm_lab.dir, "lab-mgr-2")
-    nodeops.start_docker(swarm_lab.dir, "lab-mgr-2")
+    path = escrow_path(_site(swarm_lab.site))
+    kept = path.read_bytes()
+    path.unlink()
+    r = cli("swarm", "plan", swarm_lab.site, "--detailed-exitcode")
+    assert r.code == 2 and "  escrow" in r.stdout
+    r = cli("swarm", "bootstrap", swarm_lab.site, "--yes")
+    assert r.code == 0, r.stderr
+    assert _audit(swarm_lab.site)[-1]["event"] == "swarm.escrow"
+    assert path.is_file() and path.read_bytes() != kept  # sealed again (fresh ephemeral keys)
+    assert cli("swarm", "plan", swarm_lab.site, "--detailed-exitcode").code == 0
+
+
+def test_restarted_manager_comes_back_locked_and_unlock_brings_it_back(cli: Any, swarm_lab: SwarmLab) -> None:
+    run_lab("node", "stop", "lab-mgr-2", "--dir", swarm_lab.dir, home=swarm_lab.home)
+    run_lab("node", "start", "lab-mgr-2", "--dir", swarm_lab.dir, home=swarm_lab.home)
     doc = _status(cli, swarm_lab.site)
     state = {n["name"]: n["state"] for n in doc["nodes"]}
     assert state["lab-mgr-2"] == "locked"
@@ -219,16 +250,14 @@ def test_restarted_manager_comes_back_locked_and_unlock_brings_it_back(cli: Any,
 def test_added_node_joins_alone(cli: Any, swarm_lab: SwarmLab) -> None:
     import yaml
 
-    from tvdeploy.lab import nodeops
-
-    rec, entry = nodeops.add(swarm_lab.dir)
-    grown = write_site(swarm_lab.site, swarm_lab.dir / "site-grown.yaml", add=yaml.safe_load(entry))
+    added = json.loads(run_lab("node", "add", "--dir", swarm_lab.dir, home=swarm_lab.home).stdout)
+    grown = write_site(swarm_lab.site, swarm_lab.dir / "site-grown.yaml", add=yaml.safe_load(added["entry"]))
     before = len(_audit(grown))
     r = cli("swarm", "bootstrap", grown, "--yes")
     assert r.code == 0, r.stderr
     new = _audit(grown)[before:]
     touched = {o.get("name") for rec_ in new for o in rec_["objects"] if o.get("type") == "node"}
-    assert touched == {rec.name}, [r_["event"] for r_ in new]
+    assert touched == {added["name"]}, [r_["event"] for r_ in new]
     assert [r_["event"] for r_ in new if r_["event"].startswith("swarm.")] == ["swarm.join-worker", "swarm.label"]
     doc = wait_for(lambda: _ready(cli, grown), timeout=60)
     assert {n["name"] for n in doc["nodes"]} == {n.name for n in _site(grown).nodes}
@@ -246,22 +275,33 @@ def test_removed_worker_is_drained_then_removed(cli: Any, swarm_lab: SwarmLab) -
         load_image(swarm_lab.docker_host, ref, {"lab-wkr-2": clients["lab-wkr-2"]})
         manager = manager_client(clients, site)
         ids = {n["Description"]["Hostname"]: n["ID"] for n in manager.api.nodes()}
-        manager.services.create(ref, ["sleep", "3600"], name="spread", mode=ServiceMode("replicated", replicas=2),
-                                constraints=["node.role==worker"])
+        manager.services.create(
+            ref,
+            ["sleep", "3600"],
+            name="spread",
+            mode=ServiceMode("replicated", replicas=2),
+            constraints=["node.role==worker"],
+        )
         try:
-            on = wait_for(lambda: {t["NodeID"] for t in running_tasks(manager, "spread")}
-                          if len(running_tasks(manager, "spread")) == 2 else None)
+            on = wait_for(
+                lambda: (
+                    {t["NodeID"] for t in running_tasks(manager, "spread")}
+                    if len(running_tasks(manager, "spread")) == 2
+                    else None
+                )
+            )
             assert ids["lab-wkr-1"] in on  # spread puts one task on each worker
             before = len(_audit(shrunk))
             r = cli("swarm", "bootstrap", shrunk, "--yes")
             assert r.code == 0, r.stderr
             events = [(e["event"], e["objects"][0].get("name")) for e in _audit(shrunk)[before:]]
-            assert events == [("swarm.drain", "lab-wkr-1"), ("swarm.leave", "lab-wkr-1"),
-                              ("swarm.remove", "lab-wkr-1")]
-            after = wait_for(lambda: running_tasks(manager, "spread")
-                             if len(running_tasks(manager, "spread")) == 2 else None)
+            assert events == [("swarm.drain", "lab-wkr-1"), ("swarm.leave", "lab-wkr-1"), ("swarm.remove", "lab-wkr-1")]
+            after = wait_for(
+                lambda: running_tasks(manager, "spread") if len(running_tasks(manager, "spread")) == 2 else None
+            )
             assert {t["NodeID"] for t in after} == {ids["lab-wkr-2"]}  # both tasks moved
             assert "lab-wkr-1" not in {n["Description"]["Hostname"] for n in manager.api.nodes()}
+            assert clients["lab-wkr-1"].info()["Swarm"]["LocalNodeState"] == "inactive"  # it left
         finally:
             manager.api.remove_service("spread")
     assert cli("swarm", "plan", shrunk, "--detailed-exitcode").code == 0

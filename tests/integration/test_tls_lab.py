@@ -6,6 +6,7 @@ dockerd in namespaces. Every test is independent: it applies (or resets) what it
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -84,8 +85,10 @@ def test_apply_from_unconfigured_nodes_then_nothing_to_do(lab_reset, cli, operat
     pids = _dockerd_pids(site)
     r = cli("tls", "plan", lab.site_file, "--detailed-exitcode")
     assert r.code == 0, r.stdout + r.stderr
+    r = cli("tls", "plan", lab.site_file, "--json")
+    assert r.code == 0 and json.loads(r.stdout)["changes"] is False
     r = cli("tls", "apply", lab.site_file, "--yes", "--json")
-    assert r.code == 0 and '"applied": []' in r.stdout
+    assert r.code == 0 and json.loads(r.stdout)["applied"] == []
     assert _dockerd_pids(site) == pids  # the second apply restarted nothing
 
     from tvdeploy.audit.recorder import site_log_path
@@ -258,8 +261,6 @@ def test_wrong_ca_passphrase_is_one_line_and_changes_nothing(configured, cli, tm
 
 
 def test_status_lists_every_certificate_with_expiry(configured, cli):
-    import json
-
     site = _site(configured)
     r = cli("tls", "status", configured.site_file, "--json")
     assert r.code == 0, r.stderr

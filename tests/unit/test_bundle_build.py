@@ -88,6 +88,35 @@ def test_large_layer_is_streamed_not_kept(tmp_path: Path) -> None:
     assert hashlib.sha256(big).hexdigest() in bundle.blob_digests
 
 
+def test_layer_over_the_pipeline_threshold(tmp_path: Path) -> None:
+    # Over 8 MiB: received on one thread, hashed and written on another.
+    import random
+
+    from tvdeploy.bundle import tarout
+
+    rng = random.Random(7)
+    big = bk.layer_tar({"blob": rng.randbytes(tarout.PIPELINE_MIN + 12345)})
+    images = [bk.FakeImage("trueverit/huge:1", [bk.BASE_LAYER, big])]
+    path = bk.make_bundle(tmp_path / "b.tar", images)
+    bundle = read_bundle(path)
+    assert hashlib.sha256(big).hexdigest() in bundle.blob_digests
+    record = bundle.files[f"blobs/sha256/{hashlib.sha256(big).hexdigest()}"]
+    with open(path, "rb") as fh:
+        fh.seek(bundle.data_offsets[record.path])
+        assert fh.read(record.size) == big
+
+
+def test_memory_budget_for_small_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Past the budget small files (configs, tiny layers) go straight into the bundle; configs are
+    # read back from it. Same images, same digests.
+    from tvdeploy.bundle import savestream
+
+    normal = read_bundle(bk.make_bundle(tmp_path / "a.tar")).release
+    monkeypatch.setattr(savestream, "MAX_SMALL_TOTAL", 100)
+    frugal = read_bundle(bk.make_bundle(tmp_path / "b.tar")).release
+    assert frugal == normal
+
+
 def test_two_services_may_share_an_image(tmp_path: Path) -> None:
     from tvdeploy.release.spec import ReleaseSpec
 

@@ -36,8 +36,8 @@ def test_sign_two_of_three_then_verify(cli, signers: Path, tmp_path: Path) -> No
     r = cli("bundle", "verify", bundle, "--trust", signers)
     assert r.code == 0, r.stderr
     assert r.stdout.strip() == (
-        f"{bundle}: verified: release 2026.11-1 (sequence 1), 3 images, 10 blobs; signed by 2 of 2 "
-        "required keys (signer-1, signer-3); trust root version 1"
+        f"{bundle}: verified: release 2026.11-1 (sequence 1), 3 images, 10 blobs; signed by 2 distinct "
+        "trusted keys (signer-1, signer-3), 2 required; trust root version 1"
     )
     # Signing appended members: every byte before the old end of archive is unchanged.
     assert bundle.read_bytes()[: before.end_offset] == head
@@ -89,6 +89,15 @@ def test_inspect(cli, signers: Path, tmp_path: Path) -> None:
     assert set(doc["images"]) == {"cloud", "edge", "iot-flow"}
     assert doc["images"]["cloud"]["layers"] == 2 and doc["images"]["cloud"]["digest"].startswith("sha256:")
     assert len(doc["signatures"]) == 1
+
+
+def test_bundle_that_is_a_fifo(cli, tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "b.tar"
+    os.mkfifo(fifo)
+    r = cli("bundle", "inspect", fifo)
+    assert (r.code, r.stderr.strip()) == (1, f"error: {fifo}: not a regular file, expected a bundle file")
 
 
 def test_missing_bundle(cli, tmp_path: Path) -> None:

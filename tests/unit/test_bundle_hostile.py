@@ -290,3 +290,45 @@ def test_expired_signer_key(cli, setup: Setup) -> None:
     root = setup.dir / "root-v2.json"
     root.write_bytes(trust.chain_document([v1, v2]))
     refused(cli, setup, f"key {kid[:16]}: key expired on", root=root)
+
+
+class RecordingSink:
+    """Stands in for an importer's staging area: what was committed, what was thrown away."""
+
+    def __init__(self) -> None:
+        self.current: str | None = None
+        self.data = bytearray()
+        self.committed: dict[str, bytes] = {}
+        self.discarded: list[str] = []
+
+    def begin(self, hexdigest: str, size: int) -> None:
+        self.current, self.data = hexdigest, bytearray()
+
+    def write(self, chunk: bytes | memoryview) -> None:
+        self.data += chunk
+
+    def commit(self) -> None:
+        assert self.current is not None
+        self.committed[self.current] = bytes(self.data)
+
+    def discard(self) -> None:
+        assert self.current is not None
+        self.discarded.append(self.current)
+
+
+def test_a_sink_gets_only_verified_blobs(setup: Setup) -> None:
+    import hashlib
+
+    from tvdeploy.errors import TvdeployError
+
+    sink = RecordingSink()
+    read_bundle(setup.bundle, sink=sink)
+    assert sorted(sink.committed) == read_bundle(setup.bundle).blob_digests
+    assert all(hashlib.sha256(d).hexdigest() == h for h, d in sink.committed.items())
+
+    hostile = rewrite(setup, lambda ms: [(i, d[:-1] + b"!" if i.name == blob_names(ms)[0] else d) for i, d in ms])
+    bad = blob_names(bk.members(setup.bundle))[0].rsplit("/", 1)[1]
+    sink = RecordingSink()
+    with pytest.raises(TvdeployError, match="content does not match its digest"):
+        read_bundle(hostile, sink=sink)
+    assert sink.discarded == [bad] and bad not in sink.committed

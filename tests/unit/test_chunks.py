@@ -18,7 +18,7 @@ from tvdeploy.bundle.chunkbundle import verify_bundle_path
 from tvdeploy.bundle.chunkindex import parse_index
 from tvdeploy.bundle.chunkio import ChunkedReader
 from tvdeploy.bundle.chunks import join_chunks, read_index, split_bundle, verify_chunk_dir
-from tvdeploy.errors import InputFileError, RefusedError, VerificationError
+from tvdeploy.errors import InputFileError, RefusedError, TvdeployError, VerificationError
 from tvdeploy.keys.store import key_id
 
 
@@ -358,3 +358,58 @@ def test_a_tampered_bundle_under_a_trusted_index_is_refused(tmp_path: Path) -> N
 def test_index_round_trips(c: ck.Chunked) -> None:
     raw, index = read_index(c.dir)
     assert parse_index(index.to_json()) == index and index.to_json() == raw
+
+
+def test_a_planted_symlink_at_a_temporary_name_is_not_followed(c: ck.Chunked, tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    out.mkdir()
+    target = tmp_path / "victim"
+    target.write_bytes(b"precious")
+    (out / ".bundle.002.part").symlink_to(target)
+    with pytest.raises(TvdeployError, match=r"\.bundle\.002\.part: cannot write: "):
+        split_bundle(c.bundle, 4096, out, signer(c))
+    assert target.read_bytes() == b"precious"
+    assert sorted(p.name for p in out.iterdir()) == [".bundle.002.part"]  # ours removed, the plant left alone
+    (tmp_path / ".j.tar.part").symlink_to(target)
+    with pytest.raises(TvdeployError, match=r"\.j\.tar\.part: cannot write: "):
+        join_chunks(c.dir, tmp_path / "j.tar")
+    assert target.read_bytes() == b"precious" and not (tmp_path / "j.tar").exists()
+
+
+class ChangingReporter:
+    """Changes the bundle on disk while it is being split (another process writing to it)."""
+
+    def __init__(self, bundle: Path, change) -> None:
+        self.bundle, self.change, self.fired = bundle, change, False
+
+    def advance(self, key: str, amount: int = 1, description: str | None = None) -> None:
+        if not self.fired:
+            self.fired = True
+            self.change(self.bundle)
+
+    def __getattr__(self, name: str):
+        return lambda *a, **k: None
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda p: p.open("ab").write(b"\0" * 512), "grew while being split; nothing was kept"),
+    (lambda p: os.truncate(p, 10000), r"shrank while being split \(chunk 2 got 1808 of 4096 bytes\)"),
+])
+def test_a_bundle_changing_during_split_is_refused(c: ck.Chunked, tmp_path: Path, change, message: str) -> None:
+    out = tmp_path / "o"
+    with pytest.raises(VerificationError, match=message):
+        split_bundle(c.bundle, 4096, out, signer(c), reporter=ChangingReporter(c.bundle, change))
+    assert not out.exists()
+
+
+def test_read_bundle_path_reads_a_folder_like_the_file(c: ck.Chunked) -> None:
+    from tvdeploy.bundle.chunkbundle import read_bundle_path
+
+    on_dir, on_file = read_bundle_path(c.dir), read_bundle_path(c.bundle)
+    assert on_dir.files == on_file.files and on_dir.docs == on_file.docs
+    assert on_dir.signatures == on_file.signatures and on_dir.size == on_file.size
+    data = bytearray(c.chunk(3).read_bytes())
+    data[100] ^= 1
+    c.chunk(3).write_bytes(bytes(data))  # the (unsigned) index is a map only: the reader still checks every byte
+    with pytest.raises(VerificationError, match=r"chunks: "):
+        read_bundle_path(c.dir)

@@ -133,3 +133,17 @@ def test_join_errors(cli, work: Path) -> None:
     assert r.code == 1 and "already exists" in r.stderr
     r = cli("bundle", "join", work / "m", "-o", work / "no-such-dir" / "x.tar")
     assert r.code == 1 and "folder not found" in r.stderr
+
+
+def test_warnings_for_uncounted_signatures_and_unchecked_join(cli, work: Path) -> None:
+    bk.make_key("outsider")
+    r = cli("bundle", "split", work / "release-1.tar", "--size", "32KiB", "-o", work / "m", "--key", "signer-1",
+            "--key", "signer-2", "--key", "outsider")
+    assert r.code == 0, r.stderr
+    r = cli("bundle", "verify-chunks", work / "m", "--trust", work / "root.json", "--chunks-only")
+    assert r.code == 0, r.stderr
+    assert "key is not in the trust root (not counted)" in r.stderr
+    r = cli("bundle", "join", work / "m", "-o", work / "j.tar")
+    assert r.code == 0 and "signatures were not checked (no --trust)" in r.stderr
+    r = cli("bundle", "join", work / "m", "-o", work / "k.tar", "--trust", work / "root.json")
+    assert r.code == 0 and "warning:" not in r.stderr

@@ -225,3 +225,17 @@ def test_too_many_signature_files(cli, c: ck.Chunked) -> None:
     for i in range(70):
         (c.dir / "chunks.sig" / f"{i:064x}.json").write_bytes(one)
     refused(cli, c, "more than 64 signatures")
+
+
+def test_names_differing_only_in_case_are_one_file_on_usb_media(cli, c: ck.Chunked) -> None:
+    doc = index_doc(c)
+    doc["chunks"][5]["name"] = "BUNDLE.004"
+    resign_doc(c, doc)
+    refused(cli, c, "chunks[5].name: 'BUNDLE.004' listed twice")
+
+
+def test_symlinked_signature_folder_is_refused(cli, c: ck.Chunked) -> None:
+    real = c.work / "sigs"
+    shutil.move(c.dir / "chunks.sig", real)
+    (c.dir / "chunks.sig").symlink_to(real)
+    refused(cli, c, "chunks.sig: is a symlink (refused; copy the folder itself)")

@@ -77,3 +77,11 @@ def test_dead_or_foreign_pids_are_never_ours() -> None:
     assert not is_alive(0, "x") and not is_alive(os.getpid(), "")
     # Our own pid is alive, but its command line does not hold a lab marker: not ours to kill.
     assert not is_alive(os.getpid(), "/nonexistent/lab/nodes/boot.sh")
+
+
+def test_up_on_a_file_is_refused_before_anything_runs(cli, tmp_path: Path) -> None:
+    f = tmp_path / "file"
+    f.write_text("x")
+    r = cli("lab", "up", "--dir", f)
+    _one_error(r, str(f), "not a directory")
+    assert f.read_text() == "x"

@@ -41,6 +41,7 @@ def _facts(doc: dict) -> SwarmFacts:
         autolock=doc.get("autolock"),
         cert_expiry_hours=doc.get("cert_expiry_hours"),
         networks=doc.get("networks", {}),
+        escrowed=doc.get("escrowed"),
     )
 
 
@@ -59,8 +60,22 @@ def test_every_step_kind_is_covered() -> None:
     kinds = set()
     for case in CASES:
         kinds |= {k for k, _ in json.loads(case.read_text())["expected"]}
-    assert kinds >= {"init", "join-manager", "join-worker", "promote", "demote", "label", "activate", "unlock",
-                     "autolock", "network-create", "drain", "leave", "remove"}
+    assert kinds >= {
+        "init",
+        "join-manager",
+        "join-worker",
+        "promote",
+        "demote",
+        "label",
+        "activate",
+        "unlock",
+        "autolock",
+        "network-create",
+        "drain",
+        "leave",
+        "remove",
+        "escrow",
+    }
 
 
 @pytest.mark.parametrize(("managers", "needed"), [(1, 1), (2, 2), (3, 2), (5, 3), (7, 4)])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -47,8 +48,9 @@ def facts(esp: bool = True, ipvs: bool = True, **kw) -> _Facts:
 
 def site(encrypted: bool, mode: str):
     s = _site([["m1", "manager", "core"]])
-    return s.model_copy(update={"swarm": s.swarm.model_copy(update={"encrypted_networks": encrypted,
-                                                                    "publish_mode": mode})})
+    return s.model_copy(
+        update={"swarm": s.swarm.model_copy(update={"encrypted_networks": encrypted, "publish_mode": mode})}
+    )
 
 
 @pytest.mark.parametrize(
@@ -81,5 +83,59 @@ def test_clock_disk_docker_and_unreachable() -> None:
 
 
 def test_port_findings() -> None:
-    found = port_findings({("m1", "w1", 2377, "tcp"): True, ("w1", "m1", 2377, "tcp"): False})
+    found = port_findings(
+        {("m1", "w1", 7946, "tcp"): "open", ("w1", "m1", 2377, "tcp"): "filtered", ("w1", "m2", 2377, "tcp"): "closed"}
+    )
+    assert [(f.node, f.check, f.severity) for f in found] == [("w1", "port.2377/tcp", "error")]
+    assert "timed out or no route" in found[0].message and "m1" in found[0].message
+
+
+def test_closed_port_counts_only_where_the_swarm_must_listen() -> None:
+    results = {("w1", "m1", 2377, "tcp"): "closed", ("w1", "m2", 2377, "tcp"): "closed"}
+    found = port_findings(results, listening={("m1", 2377)})
     assert [(f.node, f.check) for f in found] == [("w1", "port.2377/tcp")]
+    assert "m1 refuses 2377/tcp" in found[0].message
+
+
+def test_unprobed_port_is_a_warning_not_a_guess() -> None:
+    found = port_findings({("w1", "m1", 7946, "tcp"): "skipped"})
+    assert [(f.check, f.severity) for f in found] == [("port.7946/tcp", "warning")]
+
+
+@pytest.mark.parametrize(("encrypted", "esp_named"), [(True, True), (False, False)])
+def test_udp_is_reported_as_not_checked(encrypted: bool, esp_named: bool) -> None:
+    found = preflight(site(encrypted, "host"), {}, {}, ports={})
+    udp = [f for f in found if f.check == "port.udp"]
+    assert len(udp) == 1 and udp[0].severity == "info" and "not checked" in udp[0].message
+    assert ("ESP" in udp[0].message) is esp_named
+    assert preflight(site(encrypted, "host"), {}, {}) == []  # ports not probed: nothing said
+
+
+# Real probe output recorded on hosts with and without each feature (tests/unit/data/host_facts).
+RECORDED = Path(__file__).parent / "data" / "host_facts"
+
+
+@pytest.mark.parametrize(
+    ("recording", "encrypted", "mode", "expected"),
+    [
+        ("sysvinit-lab-unconfigured.txt", False, "host", [("kernel.esp", "warning"), ("kernel.ipvs", "warning")]),
+        ("sysvinit-lab-unconfigured.txt", True, "ingress", [("kernel.esp", "error"), ("kernel.ipvs", "error")]),
+        ("systemd-debian12-swarm-full-kernel.txt", True, "ingress", []),
+        ("systemd-ubuntu2204-unconfigured-loadable.txt", True, "ingress", []),
+        (
+            "sysvinit-devuan-no-docker-no-xfrm.txt",
+            True,
+            "host",
+            [("docker.installed", "error"), ("disk", "warning"), ("kernel.esp", "error"), ("kernel.ipvs", "warning")],
+        ),
+    ],
+)
+def test_findings_from_recorded_probe_output(recording, encrypted, mode, expected) -> None:
+    from tvdeploy.facts.host import parse_probe
+
+    facts_ = parse_probe("m1", (RECORDED / recording).read_text(), offset=0.2)
+    found = preflight(site(encrypted, mode), {"m1": facts_}, {})
+    assert [(f.check, f.severity) for f in found] == expected
+    for f in found:
+        if f.check.startswith("kernel."):
+            assert "(" in f.message and ")" in f.message  # the evidence is named

@@ -249,3 +249,37 @@ def test_parallel_is_bounded_and_reports_every_failure():
         for_each(list(range(20)), work, limit=4)
     assert peak[0] <= 4
     assert err.value.message == "node n3: down" and err.value.details == ["node n7: down"]
+
+
+def test_sudo_wrapped_put_files_script_survives_quoting(tmp_path):
+    """What a non-root user sends (`sudo -n -- sh -c '<script>'`) runs as written: a stand-in
+    `sudo` (the lab has no sudo user, LAB.md) that drops its options and runs the command."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "sudo").write_text('#!/bin/sh\nshift; shift\nexec "$@"\n')
+    (bindir / "sudo").chmod(0o755)
+    target = tmp_path / "it's here" / "daemon.json"
+    data = b'{"key": "it\'s $HOME `x` \\\\ \\"q\\""}\n'
+    owner = f"{os.getuid()}:{os.getgid()}"
+    script = S.files_script([S.FileSpec(str(target), data, 0o640, owner)], then="echo done")
+    c = S.SSHConnection(S.Target("n", "10.0.0.1", 22, "ops"), known=None, key_path=None, trust_new=False)
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"}
+    out = subprocess.run(["sh", "-c", c.wrap(script)], env=env, capture_output=True, check=True)
+    assert out.stdout == b"done\n"
+    assert target.read_bytes() == data
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+
+
+def test_files_script_refuses_oversized_batches():
+    with pytest.raises(ValueError, match="too much for one command"):
+        S.files_script([S.FileSpec("/x", b"a" * (S.MAX_BATCH_BYTES + 1))])
+
+
+def test_unwritable_known_hosts_is_one_line(sshd, tmp_path):
+    from tvdeploy.errors import InputFileError
+
+    (tmp_path / "afile").write_text("")  # known_hosts below a regular file cannot be written
+    site = site_for(sshd, tmp_path, known_hosts=str(tmp_path / "afile" / "known_hosts"))
+    with S.SSHPool(site, trust_new_hosts=True) as pool, pytest.raises(InputFileError) as err:
+        pool.get("n1")
+    assert err.value.message.startswith(f"{tmp_path}/afile/known_hosts: cannot record the host key of ")

@@ -19,7 +19,7 @@ from typing import BinaryIO, cast
 from tvdeploy.bundle import reader, statement, trust
 from tvdeploy.bundle.chunkindex import ChunkIndex
 from tvdeploy.bundle.chunkio import ChunkedReader
-from tvdeploy.bundle.chunks import ChunkReport, verify_chunk_dir
+from tvdeploy.bundle.chunks import ChunkReport, read_index, verify_chunk_dir
 from tvdeploy.bundle.reader import Bundle
 from tvdeploy.bundle.verify import VALID, Verified, judge, verify_bundle
 from tvdeploy.errors import VerificationError
@@ -44,6 +44,16 @@ def read_chunked_bundle(directory: Path, index: ChunkIndex, *, reporter: Reporte
         reporter.done("read")
         reader.check_structure(bundle, fh)
     return bundle
+
+
+def read_bundle_path(path: Path, *, reporter: Reporter | None = None, sink: reader.BlobSink | None = None) -> Bundle:
+    """``read_bundle`` for a bundle file or a chunk folder (for inspect and import). The chunk
+    index is only a map here: every byte read is checked by the bundle reader as for a file."""
+    path = Path(path)
+    if not path.is_dir():
+        return reader.read_bundle(path, reporter=reporter, sink=sink)
+    _raw, index = read_index(path)
+    return read_chunked_bundle(path, index, reporter=reporter, sink=sink)
 
 
 def judge_bundle(bundle: Bundle, root: trust.Version, now: datetime) -> Verified:

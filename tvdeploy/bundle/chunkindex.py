@@ -145,9 +145,9 @@ def parse_index(data: bytes) -> ChunkIndex:
         _need(isinstance(item, dict) and set(item) == {"name", "size", "sha256"},
               f"{where}: expected {{name, size, sha256}}")
         name = _file_name(item["name"], f"{where}.name")
-        _need(name not in seen, f"{where}.name: {name!r} listed twice")
-        _need(name != bundle, f"{where}.name: {name!r} is the bundle's own name")
-        seen.add(name)
+        # Case-folded: on FAT/exFAT media (most USB drives) two such names are one file.
+        _need(name.lower() not in seen, f"{where}.name: {name!r} listed twice")
+        seen.add(name.lower())
         csize = _int(item["size"], f"{where}.size", 1)
         want = chunk_size if i < expected - 1 else size - offset
         _need(csize == want, f"{where}.size: {csize} bytes, but the sizes only add up with {want}")

@@ -17,7 +17,8 @@ import hashlib
 import logging
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,7 +47,7 @@ from tvdeploy.bundle.chunkindex import (
 from tvdeploy.bundle.chunkio import ChunkFileError, open_regular
 from tvdeploy.bundle.sizes import format_size
 from tvdeploy.bundle.verify import VALID, SignatureCheck, judge
-from tvdeploy.errors import InputFileError, RefusedError, VerificationError
+from tvdeploy.errors import InputFileError, RefusedError, TvdeployError, VerificationError
 from tvdeploy.reporting import NullReporter, Reporter
 
 if TYPE_CHECKING:
@@ -124,6 +125,30 @@ class JoinResult:
 
 
 # ---- small file helpers -----------------------------------------------------------------------
+
+class _TotalHash:
+    """The whole file's sha256, computed on a second thread while the calling thread hashes the
+    chunk and writes: hashlib releases the GIL on large buffers, so the two hashes overlap instead
+    of adding up. ``updating(view)`` returns once the buffer may be reused."""
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._hash = hashlib.sha256()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256-total")
+
+    @contextmanager
+    def updating(self, view: memoryview) -> Iterator[None]:
+        future = self._pool.submit(self._hash.update, view)
+        try:
+            yield
+        finally:
+            future.result()
+
+    def close(self) -> str:
+        self._pool.shutdown(wait=True)
+        return self._hash.hexdigest()
+
 
 def _write_all(fd: int, view: memoryview) -> None:
     while view:
@@ -207,7 +232,7 @@ def _conflicts(out_dir: Path, names: list[str]) -> None:
                                "old chunks first")
 
 
-def _copy_chunk(src: int, dst: int, size: int, buf: bytearray, total: hashlib._Hash,
+def _copy_chunk(src: int, dst: int, size: int, buf: bytearray, total: _TotalHash,
                 reporter: Reporter) -> tuple[str, int]:
     """Copy up to *size* bytes of *src* to *dst*; returns (sha256, bytes copied)."""
     digest = hashlib.sha256()
@@ -217,9 +242,9 @@ def _copy_chunk(src: int, dst: int, size: int, buf: bytearray, total: hashlib._H
         n = os.readv(src, [view[:min(len(view), size - copied)]])
         if n == 0:
             break
-        digest.update(view[:n])
-        total.update(view[:n])
-        _write_all(dst, view[:n])
+        with total.updating(view[:n]):
+            digest.update(view[:n])
+            _write_all(dst, view[:n])
         copied += n
         reporter.advance("split", n)
     return digest.hexdigest(), copied
@@ -250,12 +275,15 @@ def split_bundle(bundle: Path, size: int, out_dir: Path, signers: list[tuple[Ed2
         if not out_dir.exists():
             out_dir.mkdir(parents=True)
             made_dirs.append(out_dir)
-        chunks, total_sha256 = _write_chunks(src, total_size, size, out_dir, names, created, reporter)
+        chunks, total_sha256 = _write_chunks(bundle, src, total_size, size, out_dir, names, created, reporter)
         index = ChunkIndex(name, total_size, total_sha256, size, chunks)
         index_bytes = index.to_json()
         kids = _write_signatures(out_dir, index_bytes, signers, created, made_dirs)
         _write_file(out_dir / INDEX_NAME, index_bytes, created)  # last: its presence means complete
         _fsync_dir(out_dir)
+    except OSError as exc:
+        _undo(created, made_dirs)
+        raise TvdeployError(f"{exc.filename or out_dir}: cannot write: {exc.strerror or exc}") from None
     except BaseException:
         _undo(created, made_dirs)
         raise
@@ -264,9 +292,20 @@ def split_bundle(bundle: Path, size: int, out_dir: Path, signers: list[tuple[Ed2
     return SplitResult(out_dir, index, hashlib.sha256(index_bytes).hexdigest(), kids)
 
 
-def _write_chunks(src: int, total_size: int, size: int, out_dir: Path, names: list[str],
+def _write_chunks(bundle: Path, src: int, total_size: int, size: int, out_dir: Path, names: list[str],
                   created: list[Path], reporter: Reporter) -> tuple[tuple[Chunk, ...], str]:
-    total = hashlib.sha256()
+    total = _TotalHash()
+    try:
+        chunks = _write_each_chunk(bundle, src, total_size, size, out_dir, names, created, total, reporter)
+    finally:
+        total_sha256 = total.close()
+    if os.read(src, 1):
+        raise VerificationError(f"{bundle}: grew while being split; nothing was kept")
+    return chunks, total_sha256
+
+
+def _write_each_chunk(bundle: Path, src: int, total_size: int, size: int, out_dir: Path, names: list[str],
+                      created: list[Path], total: _TotalHash, reporter: Reporter) -> tuple[Chunk, ...]:
     buf = bytearray(min(BUFFER, size))
     chunks: list[Chunk] = []
     reporter.task("split", f"writing {len(names)} chunks to {out_dir}", total=total_size)
@@ -282,16 +321,14 @@ def _write_chunks(src: int, total_size: int, size: int, out_dir: Path, names: li
         finally:
             os.close(dst)
         if copied != want:
-            raise VerificationError(f"{out_dir}: the bundle shrank while being split (chunk {i} got {copied} "
-                                    f"of {want} bytes)")
+            raise VerificationError(f"{bundle}: shrank while being split (chunk {i} got {copied} of {want} "
+                                    "bytes); nothing was kept")
         os.rename(tmp, out_dir / name)
         created[-1] = out_dir / name
         chunks.append(Chunk(name, offset, want, sha))
         offset += want
-    if os.read(src, 1):
-        raise VerificationError(f"{out_dir}: the bundle grew while being split")
     reporter.done("split")
-    return tuple(chunks), total.hexdigest()
+    return tuple(chunks)
 
 
 def _write_signatures(out_dir: Path, index_bytes: bytes, signers: list[tuple[Ed25519PrivateKey, str]],
@@ -358,7 +395,9 @@ def read_index(directory: Path) -> tuple[bytes, ChunkIndex]:
 def _load_envelopes(directory: Path) -> tuple[list[tuple[str, dsse.Envelope]], list[SignatureCheck], list[str]]:
     """(envelopes, checks of files that are not valid envelopes, unknown files) of chunks.sig/."""
     sig_dir = directory / SIG_DIR
-    if not sig_dir.is_dir() or sig_dir.is_symlink():
+    if sig_dir.is_symlink():
+        raise VerificationError(f"{sig_dir}: is a symlink (refused; copy the folder itself)")
+    if not sig_dir.is_dir():
         return [], [], []
     envelopes: list[tuple[str, dsse.Envelope]] = []
     bad: list[SignatureCheck] = []
@@ -464,7 +503,7 @@ def verify_chunk_dir(directory: Path, trust_path: Path, *, reporter: Reporter | 
 
 # ---- join -------------------------------------------------------------------------------------
 
-def _append_chunk(directory: Path, chunk: Chunk, out: int, buf: bytearray, total: hashlib._Hash,
+def _append_chunk(directory: Path, chunk: Chunk, out: int, buf: bytearray, total: _TotalHash,
                   reporter: Reporter) -> None:
     path = directory / chunk.name
     try:
@@ -482,9 +521,9 @@ def _append_chunk(directory: Path, chunk: Chunk, out: int, buf: bytearray, total
             n = os.readv(fd, [view[:min(len(view), chunk.size - done)]])
             if n == 0:
                 raise VerificationError(f"{path}: truncated while being read; copy it again")
-            digest.update(view[:n])
-            total.update(view[:n])
-            _write_all(out, view[:n])
+            with total.updating(view[:n]):
+                digest.update(view[:n])
+                _write_all(out, view[:n])
             done += n
             reporter.advance("join", n)
     finally:
@@ -513,9 +552,12 @@ def join_chunks(directory: Path, out: Path, *, trust_path: Path | None = None, r
         raise InputFileError(f"{out.parent}: folder not found")
     _preflight(out, index.size + FILE_OVERHEAD, f"the {format_size(index.size)} bundle", free_space)
     tmp = out.with_name(f".{out.name}.part")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
-        total = hashlib.sha256()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise TvdeployError(f"{tmp}: cannot write: {exc.strerror or exc}") from None
+    total = _TotalHash()
+    try:
         buf = bytearray(min(BUFFER, index.chunk_size))
         reporter.task("join", f"joining {len(index.chunks)} chunks into {out}", total=index.size)
         try:
@@ -524,18 +566,21 @@ def join_chunks(directory: Path, out: Path, *, trust_path: Path | None = None, r
             os.fsync(fd)
         finally:
             os.close(fd)
-        if total.hexdigest() != index.sha256:
+        if total.close() != index.sha256:
             raise VerificationError(f"{directory / INDEX_NAME}: the joined chunks do not hash to the bundle's "
                                     "sha256 in the index")
         if os.path.lexists(out):
             raise RefusedError(f"{out}: appeared while joining; not overwritten")
         os.rename(tmp, out)
         _fsync_dir(out.parent)
-    except BaseException:
+    except BaseException as exc:
+        total.close()
         try:
             tmp.unlink()
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError):  # e.g. the medium filled up after the pre-flight
+            raise TvdeployError(f"{exc.filename or out}: cannot write: {exc.strerror or exc}") from None
         raise
     reporter.done("join")
     return JoinResult(out, index, signers)

@@ -17,6 +17,7 @@ import logging
 import socket
 import urllib.parse
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from tvdeploy.bundle.savestream import ImageHint
@@ -137,6 +138,7 @@ class SaveStream:
         self.engine = engine
         query = urllib.parse.urlencode([("names", r) for r in refs])
         self.body = _send(engine, f"/images/get?{query}")
+        self.refs = list(refs)
         self.started = False
 
     def wait(self) -> None:
@@ -163,6 +165,33 @@ class SaveStream:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def early_refs(spec_path: Path) -> list[str] | None:
+    """The image references of a release spec, read without validating it (None if it cannot
+    be read): enough to send the save request before the slow imports of validation."""
+    from tvdeploy.config.yamlsafe import YamlError, load_yaml_file
+
+    try:
+        data = load_yaml_file(spec_path).data
+    except (YamlError, TvdeployError):
+        return None
+    images = data.get("images") if isinstance(data, dict) else None
+    if not isinstance(images, dict) or not all(isinstance(v, str) for v in images.values()):
+        return None
+    return list(dict.fromkeys(images.values()))
+
+
+def start_early(docker_host: str, spec_path: Path) -> SaveStream | None:
+    """Send the save request now if the spec and engine allow; errors are left for the real
+    path to report in order (the spec's first, then the engine's)."""
+    refs = early_refs(spec_path)
+    if not refs:
+        return None
+    try:
+        return SaveStream(connect(docker_host), refs)
+    except TvdeployError:
+        return None
 
 
 def save_stream(engine: Engine, docker_host: str, refs: list[str]) -> SaveStream:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import tarfile
 from dataclasses import dataclass, field
@@ -67,7 +68,9 @@ class BundleError(VerificationError):
 
 
 class BlobSink(Protocol):
-    """Where an importer wants verified blobs: written to staging, kept only on commit."""
+    """Where an importer wants blobs: written to staging, kept only on commit. commit() means
+    the blob's bytes match its digest; the bundle as a whole (manifest, signatures) is accepted
+    only when read_bundle / verify_bundle return, so staged blobs stay staged until then."""
 
     def begin(self, hexdigest: str, size: int) -> None: ...
     def write(self, chunk: bytes | memoryview) -> None: ...
@@ -298,6 +301,11 @@ def read_bundle(path: Path, *, reporter: Reporter | None = None, sink: BlobSink 
     reporter = reporter or NullReporter()
     bundle = Bundle(Path(path))
     try:
+        import stat
+
+        if not stat.S_ISREG(os.stat(path).st_mode) and not os.path.isdir(path):
+            # a fifo or device would block or never end: only a regular file is a bundle
+            raise InputFileError(f"{path}: not a regular file, expected a bundle file")
         fh = open(path, "rb")  # noqa: SIM115 - closed below
     except FileNotFoundError:
         raise InputFileError(f"{path}: bundle not found") from None
@@ -306,8 +314,6 @@ def read_bundle(path: Path, *, reporter: Reporter | None = None, sink: BlobSink 
     except OSError as exc:
         raise InputFileError(f"{path}: cannot read: {exc.strerror}") from None
     with fh:
-        import os
-
         total = os.fstat(fh.fileno()).st_size
         reporter.task("read", f"reading {Path(path).name}", total=total)
         _Reader(fh, bundle, reporter, sink).run()

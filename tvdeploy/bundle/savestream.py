@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 SMALL = 1024 * 1024  # kept in memory: configs, manifest.json, tiny layers
 MAX_JSON = 16 * 1024 * 1024
-MAX_SMALL_TOTAL = 256 * 1024 * 1024
+MAX_SMALL_TOTAL = 32 * 1024 * 1024  # past this, small files are streamed into the bundle too
 MAX_LINK_HOPS = 8
 
 
@@ -130,10 +130,9 @@ def _member(st: _State, member: tarin.Member, fh: tarin.MemberData) -> None:
         st.save_manifest = _json(fh.read(MAX_JSON + 1), name)
     elif name in ("repositories", "index.json", "oci-layout") or name.endswith(("/VERSION", "/json")):
         return  # legacy metadata we do not need; tarfile skips the data
-    elif member.size <= SMALL:
+    elif member.size <= SMALL and st.small_total + member.size <= MAX_SMALL_TOTAL:
+        # Kept until manifest.json says what it is (config, tiny layer, or nothing we need).
         st.small_total += member.size
-        if st.small_total > MAX_SMALL_TOTAL:
-            raise SaveStreamError("too many small files in the docker save archive")
         st.small[name] = fh.read(member.size)
     else:
         record = st.layout.stream_blob(fh, member.size)

@@ -38,6 +38,13 @@ def signature_name(bundle: Bundle, key_id: str) -> str:
 
 def append_member(bundle: Bundle, name: str, data: bytes) -> None:
     """Write member *name* at the bundle's end-of-archive offset, then new end blocks."""
+    try:
+        _append(bundle, name, data)
+    except OSError as exc:
+        raise RefusedError(f"{bundle.path}: cannot append the signature: {exc.strerror or exc}") from None
+
+
+def _append(bundle: Bundle, name: str, data: bytes) -> None:
     with open(bundle.path, "r+b") as fh:
         st = os.fstat(fh.fileno())
         if st.st_size != bundle.size:

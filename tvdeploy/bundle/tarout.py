@@ -9,12 +9,16 @@ deterministic (mtime 0, root-owned) so the same images give the same bundle byte
 from __future__ import annotations
 
 import hashlib
+import queue
 import tarfile
+import threading
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 BLOCK = 512
 CHUNK = 1024 * 1024
+BUFFERS = 4
+PIPELINE_MIN = 8 * CHUNK  # below this a thread costs more than it overlaps
 END_OF_ARCHIVE = b"\0" * (2 * BLOCK)
 
 
@@ -69,23 +73,11 @@ def stream_blob(out: BinaryIO, src: Source, size: int, prefix: str,
     placeholder = header(prefix + "0" * 64, size)
     out.write(placeholder)
     digest = hashlib.sha256()
-    remaining = size
     readinto = getattr(src, "readinto", None)
-    view = memoryview(bytearray(min(CHUNK, size) or 1))
-    while remaining:
-        if readinto is not None:  # straight into one reused buffer: no copy per chunk
-            n = readinto(view[:min(CHUNK, remaining)])
-            chunk: bytes | memoryview = view[:n]
-        else:
-            chunk = src.read(min(CHUNK, remaining))
-            n = len(chunk)
-        if not n:
-            raise TruncatedSource(f"{remaining} bytes missing")
-        digest.update(chunk)
-        out.write(chunk)
-        remaining -= n
-        if progress is not None:
-            progress(n)  # type: ignore[operator]
+    if readinto is not None and size > PIPELINE_MIN:
+        _copy_pipelined(out, readinto, size, digest, progress)
+    else:
+        _copy(out, src, size, digest, progress)
     out.write(padding(size))
     hexdigest = digest.hexdigest()
     final = header(prefix + hexdigest, size)
@@ -96,6 +88,57 @@ def stream_blob(out: BinaryIO, src: Source, size: int, prefix: str,
     out.write(final)
     out.seek(end)
     return Written(offset, size, hexdigest)
+
+
+def _copy(out: BinaryIO, src: Source, size: int, digest: Any, progress: object | None) -> None:
+    remaining = size
+    while remaining:
+        chunk = src.read(min(CHUNK, remaining))
+        if not chunk:
+            raise TruncatedSource(f"{remaining} bytes missing")
+        digest.update(chunk)
+        out.write(chunk)
+        remaining -= len(chunk)
+        if progress is not None:
+            progress(len(chunk))  # type: ignore[operator]
+
+
+def _copy_pipelined(out: BinaryIO, readinto: Any, size: int, digest: Any, progress: object | None) -> None:
+    """Receive on this thread, hash and write on another: socket reads, sha256 and file writes
+    all release the GIL, so on two cores they overlap. BUFFERS rotating buffers and a queue of
+    BUFFERS - 2 keep a buffer from being refilled before it was hashed and written."""
+    buffers = [memoryview(bytearray(CHUNK)) for _ in range(BUFFERS)]
+    work: queue.Queue[memoryview | None] = queue.Queue(maxsize=BUFFERS - 2)
+    failed: list[BaseException] = []
+
+    def consume() -> None:
+        while (item := work.get()) is not None:
+            if not failed:
+                try:
+                    digest.update(item)
+                    out.write(item)
+                except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+                    failed.append(exc)
+
+    writer = threading.Thread(target=consume, name="bundle-writer", daemon=True)
+    writer.start()
+    try:
+        remaining, i = size, 0
+        while remaining and not failed:
+            view = buffers[i % BUFFERS][:min(CHUNK, remaining)]
+            i += 1
+            n = readinto(view)
+            if not n:
+                raise TruncatedSource(f"{remaining} bytes missing")
+            work.put(view[:n])
+            remaining -= n
+            if progress is not None:
+                progress(n)  # type: ignore[operator]
+    finally:
+        work.put(None)
+        writer.join()
+    if failed:
+        raise failed[0]
 
 
 def parse_pax(data: bytes) -> dict[str, str]:

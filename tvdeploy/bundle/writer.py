@@ -138,17 +138,22 @@ def write_bundle(output: Path, spec: ReleaseSpec, stream: tarout.Source, *,
 
 def build_from_engine(output: Path, spec: ReleaseSpec, docker_host: str,
                       reporter: Reporter | None = None,
-                      while_staging: Callable[[], None] | None = None) -> BuiltBundle:
+                      while_staging: Callable[[], None] | None = None,
+                      early: Any = None) -> BuiltBundle:
     """Build *output* from the build engine at *docker_host*.
 
-    The save request goes out first: the engine stages every image on its disk before the
-    first byte (most of a ``docker save``'s time), and the inspections for progress and
-    *while_staging* (e.g. unlocking the operator key) run meanwhile."""
+    The save request goes out first (or went out already: *early*, from engine.start_early):
+    the engine stages every image on its disk before the first byte, most of a ``docker
+    save``'s time, and the inspections for progress and *while_staging* (e.g. unlocking the
+    operator key) run meanwhile."""
     from tvdeploy.bundle import engine
 
     client = engine.connect(docker_host)
     refs = list(dict.fromkeys(spec.images.values()))
-    with engine.save_stream(client, docker_host, refs) as stream:
+    stream = early if early is not None and early.refs == refs else engine.save_stream(client, docker_host, refs)
+    if early is not None and stream is not early:
+        early.close()
+    with stream:
         hints = engine.hints(client, docker_host, refs)
         if while_staging is not None:
             while_staging()

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from tvdeploy import state
 from tvdeploy.errors import ConnectionFailed, InputFileError, SecretError, VerificationError
@@ -55,6 +55,28 @@ class Result:
     stdout: str
     stderr: str
     code: int
+
+
+def files_script(files: list[FileSpec], then: str = "") -> str:
+    """A shell script writing each file atomically (temp file, owner, mode, rename), then *then*.
+    Contents travel base64-encoded inside the script, so the total is bounded."""
+    q = shlex.quote
+    parts = ["set -e", "umask 077"]
+    total = 0
+    for f in files:
+        total += len(f.data)
+        d = posixpath.dirname(f.path) or "/"
+        b64 = base64.b64encode(f.data).decode()
+        parts.append(
+            f"mkdir -p {q(d)}; tmp=$(mktemp {q(f.path)}.tvdeploy.XXXXXX); "
+            f"printf '%s' {q(b64)} | base64 -d > \"$tmp\"; chown {q(f.owner)} \"$tmp\"; "
+            f"chmod {f.mode:o} \"$tmp\"; mv -f \"$tmp\" {q(f.path)}"
+        )
+    if total > MAX_BATCH_BYTES:
+        raise ValueError(f"put_files: {total} bytes is too much for one command; use put_file")
+    if then:
+        parts.append(then)
+    return "; ".join(parts)
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -97,7 +119,11 @@ class KnownHosts:
             if old and not old.endswith(b"\n"):
                 old += b"\n"
             line = f"{name} {key.get_name()} {key.get_base64()}\n".encode()
-            state.write_atomic(self.path, old + line, mode=0o644)
+            try:
+                state.write_atomic(self.path, old + line, mode=0o644)
+            except OSError as exc:
+                raise InputFileError(f"{self.path}: cannot record the host key of {name} in "
+                                     f"ssh.known_hosts: {exc.strerror}") from None
 
 
 class _PinnedPolicy:
@@ -194,7 +220,8 @@ class SSHConnection:
             name = hostkey_name(t.address, t.port)
             for ktype, key in self.known.lookup(name).items():
                 client.get_host_keys().add(name, ktype, key)
-            client.set_missing_host_key_policy(_PinnedPolicy(t.node, self.known, self.trust_new, self.reporter))
+            policy = _PinnedPolicy(t.node, self.known, self.trust_new, self.reporter)
+            client.set_missing_host_key_policy(cast("paramiko.MissingHostKeyPolicy", policy))
             try:
                 sock = self.sock_factory(t) if self.sock_factory is not None else None
                 client.connect(
@@ -204,7 +231,7 @@ class SSHConnection:
                     timeout=self.connect_timeout, banner_timeout=self.connect_timeout,
                     auth_timeout=self.connect_timeout, channel_timeout=self.connect_timeout,
                 )
-            except (VerificationError, ConnectionFailed):
+            except (VerificationError, ConnectionFailed, InputFileError):
                 client.close()
                 raise
             except (paramiko.BadHostKeyException, paramiko.AuthenticationException) as exc:
@@ -337,25 +364,8 @@ class SSHConnection:
 
     def put_files(self, files: list[FileSpec], then: str = "", timeout: float | None = None) -> Result:
         """Write several small files atomically in ONE round trip (each as in ``put_file``), then
-        run *then* (e.g. a restart) in the same command. Contents travel base64-encoded inside
-        the script, so the total is bounded."""
-        q = shlex.quote
-        parts = ["set -e", "umask 077"]
-        total = 0
-        for f in files:
-            total += len(f.data)
-            d = posixpath.dirname(f.path) or "/"
-            b64 = base64.b64encode(f.data).decode()
-            parts.append(
-                f"mkdir -p {q(d)}; tmp=$(mktemp {q(f.path)}.tvdeploy.XXXXXX); "
-                f"printf '%s' {q(b64)} | base64 -d > \"$tmp\"; chown {q(f.owner)} \"$tmp\"; "
-                f"chmod {f.mode:o} \"$tmp\"; mv -f \"$tmp\" {q(f.path)}"
-            )
-        if total > MAX_BATCH_BYTES:
-            raise ValueError(f"put_files: {total} bytes is too much for one command; use put_file")
-        if then:
-            parts.append(then)
-        return self.run("; ".join(parts), timeout=timeout)
+        run *then* (e.g. a restart) in the same command."""
+        return self.run(files_script(files, then), timeout=timeout)
 
     def get_file(self, path: str) -> bytes:
         out, err, code = self.exec_raw(f"cat -- {shlex.quote(path)}")

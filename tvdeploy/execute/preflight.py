@@ -33,7 +33,7 @@ PORT_MARK = "@@port "
 # `timeout` bounds it. Output: "@@port <address> <port> open|closed|filtered".
 _PROBE_ONE = (
     'p() {{ e=$(timeout {t} bash -c "exec 3<>/dev/tcp/$1/$2" 2>&1); r=$?; '
-    'if [ $r = 0 ]; then s=open; elif [ $r = 124 ]; then s=filtered; '
+    "if [ $r = 0 ]; then s=open; elif [ $r = 124 ]; then s=filtered; "
     'else case "$e" in *refused*) s=closed;; *) s=filtered;; esac; fi; '
     'echo "{mark}$1 $2 $s"; }}'
 )
@@ -61,8 +61,10 @@ def port_targets(site: Site, src: str) -> list[tuple[str, str, int]]:
 
 
 def port_script(targets: list[tuple[str, str, int]], timeout: int = PROBE_TIMEOUT_S) -> str:
-    lines = ["if ! command -v bash >/dev/null 2>&1; then echo '@@port none'; exit 0; fi",
-             _PROBE_ONE.format(t=int(timeout), mark=PORT_MARK)]
+    lines = [
+        "if ! command -v bash >/dev/null 2>&1; then echo '@@port none'; exit 0; fi",
+        _PROBE_ONE.format(t=int(timeout), mark=PORT_MARK),
+    ]
     lines += [f"p {shlex.quote(addr)} {int(port)} &" for _name, addr, port in targets]
     lines.append("wait")
     return "\n".join(lines)
@@ -75,7 +77,7 @@ def parse_port_output(src: str, targets: list[tuple[str, str, int]], text: str) 
     for line in text.splitlines():
         if not line.startswith(PORT_MARK):
             continue
-        parts = line[len(PORT_MARK):].split()
+        parts = line[len(PORT_MARK) :].split()
         if len(parts) == 3 and parts[1].isdigit() and parts[2] in ("open", "closed", "filtered"):
             seen[(parts[0], int(parts[1]))] = parts[2]
     return {(src, name, port, "tcp"): seen.get((addr, port), "skipped") for name, addr, port in targets}
@@ -136,7 +138,13 @@ def probe_ports(site: Site, pool: SSHPool, names: list[str]) -> dict[PortKey, st
 
 
 def run_preflight(site: Site, pool: SSHPool, reporter: Reporter) -> PreflightResult:
-    facts, unreachable = gather_hosts(site, pool, reporter)
-    ports = probe_ports(site, pool, [n.name for n in site.nodes if n.name in facts])
+    """Host facts and port probes run at the same time (separate SSH channels): the probes do
+    not depend on the facts, only the judging does."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as side:
+        probing = side.submit(probe_ports, site, pool, [n.name for n in site.nodes])
+        facts, unreachable = gather_hosts(site, pool, reporter)
+        ports = {k: v for k, v in probing.result().items() if k[0] in facts}
     findings = preflight(site, facts, unreachable, ports, listening_now(facts))
     return PreflightResult(facts, unreachable, ports, findings)

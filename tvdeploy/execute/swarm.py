@@ -14,7 +14,6 @@ from typing import Any
 from tvdeploy.config.secrets import Secret
 from tvdeploy.errors import ConnectionFailed, RefusedError, TvdeployError
 from tvdeploy.facts.swarm import NS_PER_HOUR, pick_manager
-from tvdeploy.facts.swarm_model import LocalSwarmFact
 from tvdeploy.plan.swarm import Step, SwarmPlan
 from tvdeploy.reporting import Reporter
 
@@ -24,15 +23,19 @@ SWARM_PORT = 2377
 DRAIN_TIMEOUT_S = 180.0
 DOWN_TIMEOUT_S = 90.0
 POLL_S = 1.0
+# Steps after which the kept manager may no longer be one (or a better one is back).
+_DROPS_MANAGER = frozenset({"demote", "leave", "remove", "unlock", "init"})
 
 
 class SwarmExecutor:
-    def __init__(self, site: Any, clients: dict[str, Any], reporter: Reporter,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self, site: Any, clients: dict[str, Any], reporter: Reporter, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
         self.site = site
         self.clients = clients
         self.reporter = reporter
         self.sleep = sleep
+        self._cached: Any | None = None
 
     # -- helpers -------------------------------------------------------------------------------
     def _client(self, name: str) -> Any:
@@ -42,19 +45,17 @@ class SwarmExecutor:
         return client
 
     def _manager(self) -> Any:
-        local = {}
-        for node in self.site.managers:
-            client = self.clients.get(node.name)
-            state = "unreachable"
-            if client is not None:
-                try:
-                    state = (client.info().get("Swarm") or {}).get("LocalNodeState", "inactive")
-                except Exception:  # noqa: BLE001
-                    state = "unreachable"
-            local[node.name] = LocalSwarmFact(state)
-        manager = pick_manager(self.site, self.clients, local)
+        """A manager that can answer cluster calls, kept for the following steps (asking every
+        manager before each step would cost a docker info per manager per step); dropped after
+        a step that can take it away (demote, leave, remove, unlock)."""
+        if self._cached is not None:
+            return self._cached
+        from tvdeploy.facts.swarm import local_facts
+
+        manager = pick_manager(self.site, self.clients, local_facts(self.site, self.clients))
         if manager is None:
             raise RefusedError("no reachable manager of this site can run cluster operations")
+        self._cached = manager
         return manager
 
     def _node_id(self, manager: Any, name: str, address: str | None = None) -> str:
@@ -83,8 +84,11 @@ class SwarmExecutor:
             node_cert_expiry=self.site.swarm.cert_expiry_hours * NS_PER_HOUR,
         )
         client.api.init_swarm(
-            advertise_addr=addr, listen_addr=f"{addr}:{SWARM_PORT}", data_path_addr=addr,
-            data_path_port=self.site.swarm.data_path_port, swarm_spec=spec,
+            advertise_addr=addr,
+            listen_addr=f"{addr}:{SWARM_PORT}",
+            data_path_addr=addr,
+            data_path_port=self.site.swarm.data_path_port,
+            swarm_spec=spec,
         )
         if self.site.swarm.autolock:
             self._escrow(client)
@@ -105,8 +109,11 @@ class SwarmExecutor:
         addr = self._address(step.node or "")
         token = tokens["Manager" if role == "manager" else "Worker"]
         client.api.join_swarm(
-            remote_addrs=[f"{leader_addr}:{SWARM_PORT}"], join_token=token,
-            listen_addr=f"{addr}:{SWARM_PORT}", advertise_addr=addr, data_path_addr=addr,
+            remote_addrs=[f"{leader_addr}:{SWARM_PORT}"],
+            join_token=token,
+            listen_addr=f"{addr}:{SWARM_PORT}",
+            advertise_addr=addr,
+            data_path_addr=addr,
         )
 
     def _manager_address(self, manager: Any) -> str:
@@ -131,8 +138,11 @@ class SwarmExecutor:
     def label(self, step: Step) -> None:
         manager = self._manager()
         wanted = dict(step.detail["labels"])
-        self._update_node(manager, self._node_id(manager, step.node or "", self._address(step.node or "")),
-                          lambda s: s.update(Labels={**(s.get("Labels") or {}), **wanted}))
+        self._update_node(
+            manager,
+            self._node_id(manager, step.node or "", self._address(step.node or "")),
+            lambda s: s.update(Labels={**(s.get("Labels") or {}), **wanted}),
+        )
 
     def activate(self, step: Step) -> None:
         manager = self._manager()
@@ -148,8 +158,9 @@ class SwarmExecutor:
             if not running:
                 return
             if time.monotonic() > deadline:
-                raise TvdeployError(f"node {step.node}: {len(running)} task(s) still running after drain "
-                                    f"({DRAIN_TIMEOUT_S:.0f} s)")
+                raise TvdeployError(
+                    f"node {step.node}: {len(running)} task(s) still running after drain ({DRAIN_TIMEOUT_S:.0f} s)"
+                )
             self.reporter.advance("drain", 0, f"draining {step.node}: {len(running)} task(s) left")
             self.sleep(POLL_S)
 
@@ -197,10 +208,12 @@ class SwarmExecutor:
 
     def autolock(self, step: Step) -> None:
         enabled = bool(step.detail["enabled"])
-        manager = self._update_swarm(
-            lambda s: s.setdefault("EncryptionConfig", {}).update(AutoLockManagers=enabled))
+        manager = self._update_swarm(lambda s: s.setdefault("EncryptionConfig", {}).update(AutoLockManagers=enabled))
         if enabled:
             self._escrow(manager)
+
+    def escrow(self, step: Step) -> None:
+        self._escrow(self._manager())
 
     def cert_expiry(self, step: Step) -> None:
         hours = int(step.detail["hours"])
@@ -210,7 +223,11 @@ class SwarmExecutor:
         manager = self._manager()
         options = {"encrypted": "true"} if step.detail.get("encrypted") else None
         manager.api.create_network(
-            step.detail["name"], driver="overlay", options=options, attachable=True, scope="swarm",
+            step.detail["name"],
+            driver="overlay",
+            options=options,
+            attachable=True,
+            scope="swarm",
             labels={"tvdeploy.site": self.site.site.name},
         )
 
@@ -224,6 +241,9 @@ class SwarmExecutor:
             objects = [{"type": "node", "name": step.node}] if step.node else []
             if step.kind == "network-create":
                 objects = [{"type": "network", "name": str(step.detail["name"])}]
+            if step.kind in _DROPS_MANAGER:
+                self._cached = None
+            started = time.monotonic()
             try:
                 handler(step)
             except TvdeployError as exc:
@@ -233,7 +253,10 @@ class SwarmExecutor:
                 message = _api_message(exc)
                 record(self.site, f"swarm.{step.kind}", objects=objects, outcome="failure", error=message)
                 raise TvdeployError(f"swarm {step.describe()}: {message}") from None
+            log.debug("swarm %s took %.2f s", step.describe(), time.monotonic() - started)
             record(self.site, f"swarm.{step.kind}", objects=objects)
+            if step.kind in _DROPS_MANAGER:
+                self._cached = None
 
 
 def _api_message(exc: Exception) -> str:

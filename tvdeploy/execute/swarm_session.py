@@ -94,17 +94,22 @@ def add_removal_clients(site: Site, facts: SwarmFacts, clients: Clients) -> None
 
 def fallback_from_hosts(host_facts: dict[str, HostFacts]) -> dict[str, LocalSwarmFact]:
     """Each node's swarm state as docker info over SSH saw it (used until its TLS API answers)."""
-    return {name: LocalSwarmFact(f.swarm.local_state if f.swarm.running else "unreachable",
-                                 node_id=f.swarm.node_id or None)
-            for name, f in host_facts.items()}
+    return {
+        name: LocalSwarmFact(f.swarm.local_state if f.swarm.running else "unreachable", node_id=f.swarm.node_id or None)
+        for name, f in host_facts.items()
+    }
 
 
-def observe_swarm(site: Site, clients: Clients,
-                  host_facts: dict[str, HostFacts] | None = None) -> SwarmFacts:
+def observe_swarm(site: Site, clients: Clients, host_facts: dict[str, HostFacts] | None = None) -> SwarmFacts:
+    from dataclasses import replace
+
+    from tvdeploy.execute.unlock_escrow import escrow_path
     from tvdeploy.facts.swarm import gather_swarm_facts
 
     facts = gather_swarm_facts(site, clients, fallback_from_hosts(host_facts or {}))
     add_removal_clients(site, facts, clients)
+    if facts.cluster_id is not None:
+        facts = replace(facts, escrowed=escrow_path(site).is_file())
     return facts
 
 
@@ -134,7 +139,8 @@ def survey(site: Site, pool: SSHPool, clients: Clients, reporter: Reporter) -> S
 
 
 def finding_line(f: Finding) -> str:
-    where = "" if f.node == "*" else f"node {f.node}: "
+    named = f.node == "*" or f.message.startswith(f"node {f.node} ")  # SSH errors name it already
+    where = "" if named else f"node {f.node}: "
     return f"{where}{f.message}"
 
 
@@ -150,8 +156,9 @@ def refuse_on_problems(plan: SwarmPlan) -> None:
         raise RefusedError(f"swarm plan: {plan.problems[0]}", details=plan.problems[1:])
 
 
-def apply_swarm(site: Site, clients: Clients, reporter: Reporter,
-                host_facts: dict[str, HostFacts] | None = None) -> int:
+def apply_swarm(
+    site: Site, clients: Clients, reporter: Reporter, host_facts: dict[str, HostFacts] | None = None
+) -> int:
     """Observe, plan, run; again while the previous pass could only unlock. Returns the number
     of steps run."""
     from tvdeploy.execute.swarm import SwarmExecutor

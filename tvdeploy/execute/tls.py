@@ -1,11 +1,12 @@
 """Apply a TLS plan: keys made on the nodes, CSRs signed here, files staged then committed,
 dockerd restarted only where the plan says so.
 
-Two phases. *Prepare* (parallel, bounded): on each node make the new key, send back only the
-CSR, sign it, stage certificate / CA / daemon.json / drop-in beside their final paths (``.new``).
-*Commit* per node: move the staged files into place, restart dockerd, wait until its API answers
-the operator certificate. Nodes already serving an API or in a swarm are committed one at a
-time (at most one node's API down at once); fresh nodes are committed in parallel.
+Per node: make the new key on the node and send back only the CSR; sign it here; stage the
+certificate / CA / daemon.json / drop-in beside their final paths (``.tvdeploy-new``); *commit*:
+move them into place (key and certificate together), restart dockerd, wait until its API answers
+the operator certificate. Fresh nodes (no API served, not in a swarm) are staged and committed in
+one command each, all in parallel (bounded). Nodes already serving an API or in a swarm are
+staged in parallel but committed one at a time, so at most one node's API is down at once.
 """
 
 from __future__ import annotations

@@ -37,8 +37,9 @@ def store_unlock_key(site: Any, key: Secret) -> list[str]:
 def _read_escrow(site: Any) -> tuple[Path, bytes]:
     path = escrow_path(site)
     if not path.exists():
-        raise TvdeployError(f"{path}: no escrowed unlock key for site {site.site.name} "
-                            "(swarm bootstrap stores it when autolock is on)")
+        raise TvdeployError(
+            f"{path}: no escrowed unlock key for site {site.site.name} (swarm bootstrap stores it when autolock is on)"
+        )
     try:
         return path, path.read_bytes()
     except OSError as exc:

@@ -36,6 +36,14 @@ AUDIT_EVENTS = {
     "delete": "vm.delete",
 }
 
+DONE_TEXT = {
+    "create": "created",
+    "update": "updated",
+    "power-on": "powered on",
+    "delete-orphan": "deleted",
+    "delete": "deleted",
+}
+
 
 @dataclass(frozen=True)
 class Timeouts:
@@ -144,7 +152,7 @@ def _execute(run: _Run, step: Step) -> None:
     event = AUDIT_EVENTS[step.kind]
     run.out.task(step.name, f"{step.name}: {step.kind}", total=None)
     run.out.event("vm.start", vm=step.name, action=step.kind, changes=[c.field for c in step.changes])
-    objects = [{"type": "vm", "name": step.name}]
+    objects = [{"type": "vm", "name": step.name, **({"id": step.moid} if step.moid else {})}]
     try:
         if step.kind == "create":
             _create(run, step)
@@ -162,7 +170,7 @@ def _execute(run: _Run, step: Step) -> None:
         run.out.audit(run.site, event, objects=objects, outcome="failure", error=message)
         raise
     run.out.event("vm.done", vm=step.name, action=step.kind)
-    run.out.done(step.name, None)
+    run.out.done(step.name, f"{step.name}: {DONE_TEXT[step.kind]}")
     run.out.audit(run.site, event, objects=objects)
 
 

@@ -26,6 +26,7 @@ def local_fact(client: Any) -> LocalSwarmFact:
         local_state=str(swarm.get("LocalNodeState") or "inactive"),
         cluster_id=cluster.get("ID") or None,
         node_id=swarm.get("NodeID") or None,
+        control_available=bool(swarm.get("ControlAvailable")),
     )
 
 
@@ -52,24 +53,31 @@ def member_fact(attrs: dict[str, Any]) -> MemberFact:
 
 
 def pick_manager(site: Any, clients: dict[str, Any], local: dict[str, LocalSwarmFact]) -> Any | None:
-    """A client of a declared manager whose swarm is active and can answer cluster calls."""
+    """A client of a declared manager whose swarm is active and can answer cluster calls
+    (as its own docker info said when *local* was read)."""
     for node in site.managers:
         client = clients.get(node.name)
-        if client is None or local[node.name].local_state != "active":
-            continue
-        try:
-            if client.info().get("Swarm", {}).get("ControlAvailable"):
-                return client
-        except Exception:  # noqa: BLE001, S112 - try the next manager
-            continue
+        fact = local.get(node.name)
+        if client is not None and fact is not None and fact.local_state == "active" and fact.control_available:
+            return client
     return None
 
 
-def gather_swarm_facts(site: Any, clients: dict[str, Any],
-                       fallback: dict[str, LocalSwarmFact] | None = None) -> SwarmFacts:
+def local_facts(site: Any, clients: dict[str, Any]) -> dict[str, LocalSwarmFact]:
+    """Every declared node's own view, asked in parallel (one TLS handshake + docker info each)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = [n.name for n in site.nodes]
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(names)))) as pool:
+        return dict(zip(names, pool.map(lambda n: local_fact(clients.get(n)), names), strict=True))
+
+
+def gather_swarm_facts(
+    site: Any, clients: dict[str, Any], fallback: dict[str, LocalSwarmFact] | None = None
+) -> SwarmFacts:
     """*fallback*: a node's own view read another way (docker info over SSH, from host facts),
     used when its TLS API does not answer yet (before `tls apply`)."""
-    local = {node.name: local_fact(clients.get(node.name)) for node in site.nodes}
+    local = local_facts(site, clients)
     for name, fact in (fallback or {}).items():
         if local.get(name, fact).local_state == "unreachable":
             local[name] = fact
@@ -120,18 +128,26 @@ def status_findings(site: Any, facts: SwarmFacts, plan: Any) -> list[Any]:
         if m.role == "manager" and not m.reachable:
             out.append(Finding(name, "swarm.manager", "error", "manager is unreachable by the others"))
         if name not in declared:
-            out.append(Finding(name, "swarm.undeclared", "warning",
-                               "in the swarm but not in the site file; swarm bootstrap would remove it"))
+            out.append(
+                Finding(
+                    name,
+                    "swarm.undeclared",
+                    "warning",
+                    "in the swarm but not in the site file; swarm bootstrap would remove it",
+                )
+            )
     for problem in plan.problems:
         out.append(Finding("*", "swarm.plan", "error", problem))
     if plan.steps:
-        out.append(Finding("*", "swarm.plan", "warning",
-                           f"{len(plan.steps)} pending change(s): see tvdeploy swarm plan"))
+        out.append(
+            Finding("*", "swarm.plan", "warning", f"{len(plan.steps)} pending change(s): see tvdeploy swarm plan")
+        )
     return out
 
 
-def status_document(site: Any, facts: SwarmFacts, cert_expires: dict[str, str | None],
-                    findings: list[Any]) -> dict[str, Any]:
+def status_document(
+    site: Any, facts: SwarmFacts, cert_expires: dict[str, str | None], findings: list[Any]
+) -> dict[str, Any]:
     """`swarm status --json`: swarm members first (by site-file name), then declared nodes that
     are not members yet (state "not-joined" or their local state)."""
     nodes: list[dict[str, Any]] = []
@@ -142,17 +158,33 @@ def status_document(site: Any, facts: SwarmFacts, cert_expires: dict[str, str | 
         # The managers' view lags: a manager restarted locked still reads "ready" there.
         local = facts.local.get(name)
         state = local.local_state if local is not None and local.local_state == "locked" else m.state
-        nodes.append({"name": name, "address": m.address, "role": m.role, "state": state,
-                      "availability": m.availability, "engine": m.engine or None,
-                      "cert_expires": cert_expires.get(name)})
+        nodes.append(
+            {
+                "name": name,
+                "address": m.address,
+                "role": m.role,
+                "state": state,
+                "availability": m.availability,
+                "engine": m.engine or None,
+                "cert_expires": cert_expires.get(name),
+            }
+        )
     for node in site.nodes:
         if node.name in seen:
             continue
         local = facts.local.get(node.name)
         state = local.local_state if local is not None else "unknown"
-        nodes.append({"name": node.name, "address": str(node.address), "role": node.role,
-                      "state": "not-joined" if state == "inactive" else state, "availability": None,
-                      "engine": None, "cert_expires": cert_expires.get(node.name)})
+        nodes.append(
+            {
+                "name": node.name,
+                "address": str(node.address),
+                "role": node.role,
+                "state": "not-joined" if state == "inactive" else state,
+                "availability": None,
+                "engine": None,
+                "cert_expires": cert_expires.get(node.name),
+            }
+        )
     return {
         "cluster_id": facts.cluster_id,
         "autolock": bool(facts.autolock),

@@ -28,6 +28,7 @@ class LocalSwarmFact:
     local_state: str  # inactive | pending | active | locked | error | unreachable
     cluster_id: str | None = None
     node_id: str | None = None
+    control_available: bool = False  # a manager that can answer cluster calls now
 
 
 @dataclass(frozen=True)
@@ -38,3 +39,4 @@ class SwarmFacts:
     autolock: bool | None = None
     cert_expiry_hours: int | None = None
     networks: dict[str, bool] = field(default_factory=dict)  # overlay name -> encrypted
+    escrowed: bool | None = None  # the operator holds an escrowed unlock key (None: not looked)

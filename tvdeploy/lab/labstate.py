@@ -72,10 +72,14 @@ class LabState:
 
 
 def load_state(path: Path) -> LabState | None:
-    if not path.exists():
-        return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot read the lab state: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
         if not isinstance(data, dict):
             raise TypeError("not a JSON object")
         return LabState.from_dict(data)

@@ -12,7 +12,7 @@ from tvdeploy.lab.layout import LabLayout
 from tvdeploy.lab.sitefile import SiteNode, node_entry_yaml
 from tvdeploy.lab.sshkeys import known_hosts_line
 from tvdeploy.lab.topology import NodeSpec, next_worker
-from tvdeploy.lab.up import UpResult, _record, _start_node, load_lab
+from tvdeploy.lab.up import UpResult, _record, _start_node, load_lab, locked
 
 
 def _node(st: LabState, lab_dir: Path, name: str) -> NodeRecord:
@@ -23,6 +23,7 @@ def _node(st: LabState, lab_dir: Path, name: str) -> NodeRecord:
     return rec
 
 
+@locked
 def add(lab_dir: Path) -> tuple[NodeRecord, str]:
     """Start an unconfigured worker (not written into site.yaml); return it and its site-file
     entry. Its host key is added to the lab's known_hosts."""
@@ -57,6 +58,7 @@ def start_docker(lab_dir: Path, name: str, timeout: float = 60) -> None:
         time.sleep(0.2)
 
 
+@locked
 def isolate(lab_dir: Path, name: str) -> None:
     layout, st = load_lab(lab_dir)
     rec = _node(st, lab_dir, name)
@@ -65,6 +67,7 @@ def isolate(lab_dir: Path, name: str) -> None:
     save_state(layout.state_file, st)
 
 
+@locked
 def rejoin(lab_dir: Path, name: str) -> None:
     layout, st = load_lab(lab_dir)
     rec = _node(st, lab_dir, name)

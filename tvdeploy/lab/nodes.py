@@ -204,11 +204,14 @@ def wait_ready(node: NodeRecord, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not proc.is_alive(node.pid, node.marker, node.started):
-            raise proc.LabCommandError(f"node {node.name} exited during boot; see its node.log")
+            raise proc.LabCommandError(f"node {node.name} exited during boot; see nodes/{node.name}/node.log")
         if docker_ping(docker_socket(node)) and ssh_port_open(node.address):
             return
         time.sleep(0.2)
-    raise proc.LabCommandError(f"node {node.name}: dockerd or sshd not ready after {timeout:.0f} s")
+    raise proc.LabCommandError(
+        f"node {node.name}: dockerd or sshd not ready after {timeout:.0f} s (its log: "
+        f"nodes/{node.name}/log/docker.log; 'tvdeploy lab reset' wipes its Docker config)"
+    )
 
 
 def stop(node: NodeRecord) -> None:

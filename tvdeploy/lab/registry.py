@@ -26,9 +26,11 @@ def _locked() -> Iterator[dict[str, int]]:
         fcntl.flock(fh, fcntl.LOCK_EX)
         path = RUN_DIR / "registry.json"
         try:
-            entries = json.loads(path.read_text()) if path.exists() else {}
+            raw = json.loads(path.read_text()) if path.exists() else {}
         except ValueError:
-            entries = {}
+            raw = {}
+        # A damaged registry is rebuilt from what still parses; bridges guard the rest.
+        entries = {k: v for k, v in raw.items() if isinstance(v, int)} if isinstance(raw, dict) else {}
         before = dict(entries)
         yield entries
         if entries != before:
@@ -72,3 +74,22 @@ def release(lab_dir: Path) -> None:
 def _bridge_exists(index: int) -> bool:
     # A bridge left by a lab whose registry entry was lost: never reuse its index.
     return Path(f"/sys/class/net/tvlab{index}").exists()
+
+
+@contextmanager
+def lab_lock(lab_dir: Path) -> Iterator[None]:
+    """One mutating lab command at a time per lab dir (two `lab up` of one dir in parallel would
+    start every node twice). The lock lives in RUN_DIR, not in the dir `lab down` removes."""
+    import hashlib
+
+    name = hashlib.sha256(_key(lab_dir).encode()).hexdigest()[:16]
+    try:
+        RUN_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fh = open(RUN_DIR / f"lab-{name}.lock", "a+")  # noqa: SIM115 - closed below
+    except PermissionError:
+        # Not root: the command fails at its first real step (the doctor says why).
+        yield
+        return
+    with fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield

@@ -6,16 +6,18 @@ step), so an interrupted `lab up` is finished by the next one and cleaned by `la
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from tvdeploy.errors import RefusedError, TvdeployError
+from tvdeploy.errors import InputFileError, RefusedError, TvdeployError
 from tvdeploy.lab import engine, netns, nodes, proc, registry, vcenter_link
 from tvdeploy.lab.doctor import diagnose, gather
 from tvdeploy.lab.labstate import LabState, NodeRecord, load_state, save_state
@@ -31,6 +33,20 @@ log = logging.getLogger(__name__)
 # What `lab down` removes from the lab dir (and nothing else, in case --dir held other files).
 OWNED = ("lab.json", "site.yaml", "ssh", "secrets", "state", "nodes", "engine", "vcenter",
          "release-v1.yaml", "release-v2.yaml", "release-broken.yaml", "images.json")  # fmt: skip
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def locked(fn: F) -> F:
+    """Run *fn(lab_dir, ...)* holding the lab's lock."""
+
+    @functools.wraps(fn)
+    def wrapper(lab_dir: Path, *args: Any, **kwargs: Any) -> Any:
+        with registry.lab_lock(lab_dir):
+            return fn(lab_dir, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 class DoctorFailed(TvdeployError):
@@ -81,11 +97,14 @@ def _same(a: NodeRecord, b: NodeRecord) -> bool:
     return (a.number, a.name, a.role, a.zone, a.address) == (b.number, b.name, b.role, b.zone, b.address)
 
 
+@locked
 def up(lab_dir: Path, node_count: int = 3, vcenter_latency_ms: int = 0, reporter: Reporter | None = None) -> UpResult:
     rep = reporter or NullReporter()
     start = time.monotonic()
-    require_doctor()
     lab_dir = lab_dir.resolve()
+    if lab_dir.exists() and not lab_dir.is_dir():
+        raise InputFileError(f"{lab_dir}: not a directory (--dir names the lab's directory)")
+    require_doctor()
     lab_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     layout, st = _state_for(lab_dir)
     engine.check_socket_path(layout)
@@ -144,14 +163,23 @@ def _start_node(layout: LabLayout, st: LabState, rec: NodeRecord, lab_pub: str, 
     node_dir = layout.node_dir(rec.name)
     host_pub = nodes.prepare_node_dir(node_dir, rec.name, lab_pub)
     netns.ensure_node_net(rec.netns, rec.veth, layout.bridge, rec.address, layout.subnet.prefixlen)
-    if rec.isolated:
-        netns.detach(rec.veth)
+    rec.isolated = False  # `lab up` brings every node back: link restored (ensure_node_net)
     if not proc.is_alive(rec.pid, rec.marker, rec.started):
         nodes.launch(rec, node_dir)
         save_state(layout.state_file, st)
         result.created.append(rec.name)
-    elif not rec.started:  # a record from before start times were kept
+        return host_pub
+    if not rec.started:  # a record from before start times were kept
         rec.started = proc.start_time(rec.pid) or 0
+    if not nodes.docker_ping(nodes.docker_socket(rec)):  # left stopped by `lab node stop`
+        try:
+            nodes.dockerd_service(rec, "start")
+        except proc.LabCommandError:
+            raise proc.LabCommandError(
+                f"node {rec.name}: dockerd does not start (its log: {node_dir}/log/docker.log; "
+                "'tvdeploy lab reset' wipes its Docker config)"
+            ) from None
+        result.created.append(f"{rec.name} dockerd")
     return host_pub
 
 
@@ -210,6 +238,7 @@ def write_site_file(layout: LabLayout, st: LabState, vc: Any) -> None:
 
 
 # Down -----------------------------------------------------------------------------------------
+@locked
 def down(lab_dir: Path, reporter: Reporter | None = None) -> list[str]:
     """Remove everything the lab made; safe to run twice. Returns what was removed."""
     rep = reporter or NullReporter()
@@ -300,6 +329,7 @@ def load_lab(lab_dir: Path) -> tuple[LabLayout, LabState]:
     return LabLayout(lab_dir, st.index), st
 
 
+@locked
 def reset(lab_dir: Path, reporter: Reporter | None = None) -> float:
     """Every node back to unconfigured: processes killed, Docker's config and state wiped
     (daemon.json, certs, swarm, images, containers), dockerd started again with defaults."""

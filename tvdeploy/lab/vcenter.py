@@ -4,7 +4,9 @@ Everything lives under ``LAB_DIR/vcenter/``: the certificate and key the lab mak
 accepted password (0600), the datastore directory, the built binary (keyed by the hash of the Go
 source, so reruns do not rebuild), the recorded pid, port and latency, and the log. The simulator
 keeps its inventory in memory: a restart (e.g. to change the latency) starts from an empty site
-folder again.
+folder again. It serves one request at a time (govmomi 0.24's clone shares device objects between
+a template and its clones, so concurrent requests race); ``latency_ms`` is added per request
+outside that lock, so concurrent clients overlap their waits as against a real vCenter.
 """
 
 from __future__ import annotations
@@ -365,26 +367,41 @@ def _stop(lab_dir: Path) -> None:
     if _alive(pid, binary):
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT_S
-        while _alive(pid, binary) and time.monotonic() < deadline:
-            _reap(pid)
+        while not _gone(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         if _alive(pid, binary):
             os.kill(pid, signal.SIGKILL)
-            time.sleep(0.1)
-        _reap(pid)
+            deadline = time.monotonic() + STOP_TIMEOUT_S
+            while not _gone(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
     if st:
         st["pid"] = 0
         _write_state(lab_dir, st)
     (_dir(lab_dir) / "url").unlink(missing_ok=True)
 
 
-def _reap(pid: int) -> None:
-    # Only a child of this process can be reaped; the simulator started by another command
-    # (lab up) is reaped by init.
+def _gone(pid: int) -> bool:
+    """The process has exited and, if it is our child, is reaped (no zombie left behind).
+    A simulator started by another command (lab up) is reaped by init."""
     try:
-        os.waitpid(pid, os.WNOHANG)
+        done, _status = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return True
     except ChildProcessError:
         pass
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+    except OSError:
+        return True
+    return bool(fields) and fields[0] in ("Z", "X") and not _is_child(pid)
+
+
+def _is_child(pid: int) -> bool:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+    except OSError:
+        return False
+    return len(fields) > 1 and fields[1] == str(os.getpid())
 
 
 def vcenter_status(lab_dir: Path) -> VcenterInfo | None:

@@ -40,20 +40,44 @@ def kernel_findings(site: Site, node: str, facts: Any) -> list[Finding]:
     esp, ipvs = facts.kernel.esp, facts.kernel.ipvs
     if not esp.ok:
         if site.swarm.encrypted_networks:
-            out.append(Finding(node, "kernel.esp", "error",
-                               f"kernel lacks ESP ({esp.evidence}): encrypted overlay networks would carry no "
-                               "traffic between nodes; fix the kernel or set swarm.encrypted_networks: false"))
+            out.append(
+                Finding(
+                    node,
+                    "kernel.esp",
+                    "error",
+                    f"kernel lacks ESP ({esp.evidence}): encrypted overlay networks would carry no "
+                    "traffic between nodes; fix the kernel or set swarm.encrypted_networks: false",
+                )
+            )
         else:
-            out.append(Finding(node, "kernel.esp", "warning",
-                               f"kernel lacks ESP ({esp.evidence}); site declares swarm.encrypted_networks: false"))
+            out.append(
+                Finding(
+                    node,
+                    "kernel.esp",
+                    "warning",
+                    f"kernel lacks ESP ({esp.evidence}); site declares swarm.encrypted_networks: false",
+                )
+            )
     if not ipvs.ok:
         if site.swarm.publish_mode == "ingress":
-            out.append(Finding(node, "kernel.ipvs", "error",
-                               f"kernel lacks IPVS ({ipvs.evidence}): the ingress routing mesh would not answer; "
-                               "fix the kernel or set swarm.publish_mode: host"))
+            out.append(
+                Finding(
+                    node,
+                    "kernel.ipvs",
+                    "error",
+                    f"kernel lacks IPVS ({ipvs.evidence}): the ingress routing mesh would not answer; "
+                    "fix the kernel or set swarm.publish_mode: host",
+                )
+            )
         else:
-            out.append(Finding(node, "kernel.ipvs", "warning",
-                               f"kernel lacks IPVS ({ipvs.evidence}); site declares swarm.publish_mode: host"))
+            out.append(
+                Finding(
+                    node,
+                    "kernel.ipvs",
+                    "warning",
+                    f"kernel lacks IPVS ({ipvs.evidence}); site declares swarm.publish_mode: host",
+                )
+            )
     return out
 
 
@@ -62,12 +86,19 @@ def host_findings(site: Site, node: str, facts: Any) -> list[Finding]:
     if not facts.docker.installed:
         out.append(Finding(node, "docker.installed", "error", "Docker Engine is not installed"))
     if facts.clock_offset is not None and abs(facts.clock_offset) > MAX_CLOCK_OFFSET_S:
-        out.append(Finding(node, "clock", "error",
-                           f"clock is {facts.clock_offset:+.1f} s off the operator's (limit "
-                           f"{MAX_CLOCK_OFFSET_S:.0f} s): TLS and swarm certificates would fail"))
+        out.append(
+            Finding(
+                node,
+                "clock",
+                "error",
+                f"clock is {facts.clock_offset:+.1f} s off the operator's (limit "
+                f"{MAX_CLOCK_OFFSET_S:.0f} s): TLS and swarm certificates would fail",
+            )
+        )
     if facts.disk is not None and facts.disk.avail_kb < MIN_FREE_KB:
-        out.append(Finding(node, "disk", "warning",
-                           f"only {facts.disk.avail_kb // 1024} MiB free on {facts.disk.mount}"))
+        out.append(
+            Finding(node, "disk", "warning", f"only {facts.disk.avail_kb // 1024} MiB free on {facts.disk.mount}")
+        )
     return out + kernel_findings(site, node, facts)
 
 
@@ -77,8 +108,7 @@ def host_findings(site: Site, node: str, facts: Any) -> list[Finding]:
 PortKey = tuple[str, str, int, str]  # (from node, to node, port, protocol)
 
 
-def port_findings(results: dict[PortKey, str],
-                  listening: set[tuple[str, int]] | None = None) -> list[Finding]:
+def port_findings(results: dict[PortKey, str], listening: set[tuple[str, int]] | None = None) -> list[Finding]:
     """*listening*: (node, port) that must accept connections now (swarm members already
     listening on 7946, active managers on 2377). Before a node joins, nothing listens on its
     swarm ports, so "closed" proves the path is open; a REJECT rule cannot be told apart from
@@ -87,33 +117,62 @@ def port_findings(results: dict[PortKey, str],
     out = []
     for (src, dst, port, proto), status in sorted(results.items()):
         if status == "filtered":
-            out.append(Finding(src, f"port.{port}/{proto}", "error",
-                               f"cannot reach {dst} on {port}/{proto} (timed out or no route): "
-                               "open it between the swarm nodes"))
+            out.append(
+                Finding(
+                    src,
+                    f"port.{port}/{proto}",
+                    "error",
+                    f"cannot reach {dst} on {port}/{proto} (timed out or no route): open it between the swarm nodes",
+                )
+            )
         elif status == "closed" and (dst, port) in must_listen:
-            out.append(Finding(src, f"port.{port}/{proto}", "error",
-                               f"{dst} refuses {port}/{proto} although its swarm should listen there: "
-                               "a firewall rejects it or the node's swarm is not running"))
+            out.append(
+                Finding(
+                    src,
+                    f"port.{port}/{proto}",
+                    "error",
+                    f"{dst} refuses {port}/{proto} although its swarm should listen there: "
+                    "a firewall rejects it or the node's swarm is not running",
+                )
+            )
         elif status == "skipped":
-            out.append(Finding(src, f"port.{port}/{proto}", "warning",
-                               f"could not probe {dst} on {port}/{proto} from this node (no bash)"))
+            out.append(
+                Finding(
+                    src,
+                    f"port.{port}/{proto}",
+                    "warning",
+                    f"could not probe {dst} on {port}/{proto} from this node (no bash)",
+                )
+            )
     return out
 
 
 def udp_not_checked(site: Site) -> Finding:
     """UDP has no handshake: a probe cannot tell an open port from a dropped one without a
     listener on the far side, so these are reported as not checked rather than guessed."""
-    what = "7946/udp and 4789/udp" if site.swarm.data_path_port == 4789 else \
-        f"7946/udp and {site.swarm.data_path_port}/udp"
+    what = (
+        "7946/udp and 4789/udp"
+        if site.swarm.data_path_port == 4789
+        else f"7946/udp and {site.swarm.data_path_port}/udp"
+    )
     if site.swarm.encrypted_networks:
         what += " and ESP (IP protocol 50)"
-    return Finding("*", "port.udp", "info", f"{what} between the nodes cannot be checked by a connect "
-                   "probe; not checked (the overlay traffic test after bootstrap shows them)")
+    return Finding(
+        "*",
+        "port.udp",
+        "info",
+        f"{what} between the nodes cannot be checked by a connect "
+        "probe; not checked (the overlay traffic test after bootstrap shows them)",
+    )
 
 
-def preflight(site: Site, host_facts: dict[str, Any], unreachable: dict[str, str],
-              ports: dict[PortKey, str] | None = None,
-              listening: set[tuple[str, int]] | None = None) -> list[Finding]:
+def preflight(
+    site: Site,
+    host_facts: dict[str, Any],
+    unreachable: dict[str, str],
+    ports: dict[PortKey, str] | None = None,
+    listening: set[tuple[str, int]] | None = None,
+) -> list[Finding]:
     """All findings for the site: unreachable nodes first, then each node's host checks, then
     the ports between nodes (when they were probed)."""
     findings = [Finding(n, "reachable", "error", why) for n, why in sorted(unreachable.items())]

@@ -83,17 +83,24 @@ def plan_swarm(site: Site, facts: SwarmFacts) -> SwarmPlan:
             # A swarm exists but no manager answered for it: planning an init now would split
             # the cluster. Unlocking is the one thing that can be done from here.
             if steps:
-                problems.append("no unlocked manager can answer for the cluster: run the unlock, "
-                                "then plan again for the rest")
+                problems.append(
+                    "no unlocked manager can answer for the cluster: run the unlock, then plan again for the rest"
+                )
             else:
-                problems.append("in a swarm but no manager of this site answers for it: "
-                                + ", ".join(orphaned))
+                problems.append("in a swarm but no manager of this site answers for it: " + ", ".join(orphaned))
             return SwarmPlan(steps, problems)
         first = site.managers[0]
         steps.append(
-            Step("init", first.name, {"advertise": str(first.address), "autolock": site.swarm.autolock,
-                                      "cert_expiry_hours": site.swarm.cert_expiry_hours,
-                                      "data_path_port": site.swarm.data_path_port})
+            Step(
+                "init",
+                first.name,
+                {
+                    "advertise": str(first.address),
+                    "autolock": site.swarm.autolock,
+                    "cert_expiry_hours": site.swarm.cert_expiry_hours,
+                    "data_path_port": site.swarm.data_path_port,
+                },
+            )
         )
 
     joined: dict[str, MemberFact | None] = {n.name: _member_for(n, members) for n in site.nodes}
@@ -103,8 +110,9 @@ def plan_swarm(site: Site, facts: SwarmFacts) -> SwarmPlan:
     else:
         pending_joins = [n for n in site.nodes if joined[n.name] is None]
     for node in sorted(pending_joins, key=lambda n: n.role != "manager"):
-        steps.append(Step("join-manager" if node.role == "manager" else "join-worker", node.name,
-                          {"address": str(node.address)}))
+        steps.append(
+            Step("join-manager" if node.role == "manager" else "join-worker", node.name, {"address": str(node.address)})
+        )
 
     for node in site.nodes:
         member = joined.get(node.name)
@@ -123,6 +131,9 @@ def plan_swarm(site: Site, facts: SwarmFacts) -> SwarmPlan:
     if in_swarm:
         if facts.autolock is not None and facts.autolock != site.swarm.autolock:
             steps.append(Step("autolock", None, {"enabled": site.swarm.autolock}))
+        if facts.autolock and site.swarm.autolock and facts.escrowed is False:
+            # An interrupted bootstrap (after init, before the escrow) or a lost escrow file.
+            steps.append(Step("escrow", None))
         if facts.cert_expiry_hours is not None and facts.cert_expiry_hours != site.swarm.cert_expiry_hours:
             steps.append(Step("cert-expiry", None, {"hours": site.swarm.cert_expiry_hours}))
 
@@ -162,8 +173,9 @@ class _Unreachable:
 _UNREACHABLE: Any = _Unreachable()
 
 
-def _shrink_steps(site: Site, members: list[MemberFact], joined: dict[str, MemberFact | None],
-                  problems: list[str]) -> list[Step]:
+def _shrink_steps(
+    site: Site, members: list[MemberFact], joined: dict[str, MemberFact | None], problems: list[str]
+) -> list[Step]:
     """Demotions then removals, one manager at a time, never below quorum."""
     steps: list[Step] = []
     declared_ids = {m.node_id for m in joined.values() if m is not None}

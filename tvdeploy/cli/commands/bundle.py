@@ -50,16 +50,24 @@ def build(
 ) -> None:
     """Stream the spec's images out of the build engine into one bundle tar (OCI layout, release
     manifest, inventory, file manifest, empty signatures/)."""
-    from tvdeploy.audit.recorder import record_global, signing_key
-    from tvdeploy.bundle.writer import build_from_engine
-    from tvdeploy.cli.options import OPTIONS
-    from tvdeploy.cli.output import emit_json, out
-    from tvdeploy.release.spec import load_release_spec
+    from tvdeploy.bundle.engine import start_early
 
-    release_spec = load_release_spec(spec)
-    # The audit record needs the operator key: unlock it before the long part, while the
-    # engine stages the images.
-    built = build_from_engine(output, release_spec, engine, reporter=_reporter(), while_staging=signing_key)
+    # The engine stages all images before it sends a byte: ask first, import and check meanwhile.
+    early = start_early(engine, spec)
+    try:
+        from tvdeploy.audit.recorder import record_global, signing_key
+        from tvdeploy.bundle.writer import build_from_engine
+        from tvdeploy.cli.options import OPTIONS
+        from tvdeploy.cli.output import emit_json, out
+        from tvdeploy.release.spec import load_release_spec
+
+        release_spec = load_release_spec(spec)
+        # The audit record needs the operator key: unlock it before the long part.
+        built = build_from_engine(output, release_spec, engine, reporter=_reporter(), while_staging=signing_key,
+                                  early=early)
+    finally:
+        if early is not None:
+            early.close()
     objects = [{"type": "bundle", "name": str(output.resolve()), "digest": f"sha256:{built.manifest_sha256}"}]
     objects += [{"type": "image", "name": svc, "digest": img["digest"]}
                 for svc, img in built.release["images"].items()]
@@ -129,7 +137,7 @@ def verify(
     who = ", ".join(sorted(names.get(k, k[:16]) for k in result.signers))
     out(f"{bundle}: verified: release {rel['release']} (sequence {rel['sequence']}), "
         f"{len(rel['images'])} images, {len(result.bundle.blob_digests)} blobs; signed by "
-        f"{len(result.signers)} of {result.root.threshold} required keys ({who}); "
+        f"{len(result.signers)} distinct trusted keys ({who}), {result.root.threshold} required; "
         f"trust root version {result.root.version}")
 
 

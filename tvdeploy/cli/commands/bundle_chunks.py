@@ -92,10 +92,13 @@ def join(
     from tvdeploy.bundle.chunks import join_chunks
     from tvdeploy.bundle.sizes import format_size
     from tvdeploy.cli.options import OPTIONS
-    from tvdeploy.cli.output import emit_json, out
+    from tvdeploy.cli.output import emit_json, out, warn
 
     signing_key()
     result = join_chunks(directory, output, trust_path=trust_root, reporter=_reporter())
+    if trust_root is None:
+        warn(f"{directory}: chunks checked against an index whose signatures were not checked (no --trust); "
+             f"run 'tvdeploy bundle verify {output} --trust ROOT' before using the bundle")
     index = result.index
     record_global("bundle.join", objects=[
         {"type": "chunk-folder", "name": str(directory.resolve()), "chunks": str(len(index.chunks))},
@@ -149,6 +152,9 @@ def verify_chunks(
             print(f"error: {error.message}", file=sys.stderr)
             return 1
         raise error
+    for c in report.checks:
+        if c.status != "valid":
+            warn(f"{directory / c.file}: key {c.key_id[:16]}: {c.status} (not counted)")
     for name in report.extra:
         warn(f"{directory / name}: not part of the chunk index (ignored)")
     verified = None

@@ -17,10 +17,10 @@ lab_app.add_typer(node_app, name="node")
 DIR_HELP = "Lab directory (default $TVDEPLOY_LAB_DIR or ~/.local/share/tvdeploy/lab/default)."
 
 
-def _dir(value: Path | None) -> Path:
+def _dir(value: str | None) -> Path:
     from tvdeploy.lab.layout import default_lab_dir
 
-    return (value or default_lab_dir()).expanduser().resolve()
+    return (Path(value) if value else default_lab_dir()).expanduser().resolve()
 
 
 def _reporter() -> Any:
@@ -46,7 +46,7 @@ def _doctor_failed(exc: Exception) -> None:
 
 @lab_app.command("up")
 def up(
-    dir: Path | None = typer.Option(None, "--dir", help=DIR_HELP),
+    dir: str | None = typer.Option(None, "--dir", help=DIR_HELP),
     nodes: int = typer.Option(3, "--nodes", min=1, max=32, help="Number of nodes in the site file."),
     vcenter_latency_ms: int = typer.Option(0, "--vcenter-latency-ms", min=0, max=10000,
                                            help="Latency added to each vCenter API request."),
@@ -75,7 +75,7 @@ def up(
 
 
 @lab_app.command("down")
-def down(dir: Path | None = typer.Option(None, "--dir", help=DIR_HELP)) -> None:
+def down(dir: str | None = typer.Option(None, "--dir", help=DIR_HELP)) -> None:
     """Remove everything the lab made: processes, namespaces, bridge, firewall rules, mounts, files."""
     from tvdeploy.cli.options import OPTIONS
     from tvdeploy.cli.output import emit_json, out
@@ -90,7 +90,7 @@ def down(dir: Path | None = typer.Option(None, "--dir", help=DIR_HELP)) -> None:
 
 
 @lab_app.command("reset")
-def reset(dir: Path | None = typer.Option(None, "--dir", help=DIR_HELP)) -> None:
+def reset(dir: str | None = typer.Option(None, "--dir", help=DIR_HELP)) -> None:
     """Return every node to unconfigured: Docker wiped (config, certs, swarm, images) and restarted."""
     from tvdeploy.cli.options import OPTIONS
     from tvdeploy.cli.output import emit_json, out
@@ -106,7 +106,7 @@ def reset(dir: Path | None = typer.Option(None, "--dir", help=DIR_HELP)) -> None
 
 @lab_app.command("status")
 def status(
-    dir: Path | None = typer.Option(None, "--dir", help=DIR_HELP),
+    dir: str | None = typer.Option(None, "--dir", help=DIR_HELP),
     memory: bool = typer.Option(False, "--memory", help="Also measure resident memory per node."),
 ) -> None:
     """Show the lab: state up/down/partial, vCenter, nodes, build engine, site file."""
@@ -154,7 +154,7 @@ def doctor() -> None:
 
 @lab_app.command("images")
 def images(
-    dir: Path | None = typer.Option(None, "--dir", help=DIR_HELP),
+    dir: str | None = typer.Option(None, "--dir", help=DIR_HELP),
     version: str = typer.Option("all", "--version", help="1, 2 or all (1 and 2 and the broken variant)."),
     small: bool = typer.Option(False, "--small", help="A few-MiB shared base layer instead of 128 MiB."),
 ) -> None:
@@ -179,7 +179,7 @@ def images(
 
 
 @node_app.command("add")
-def node_add(dir: Path | None = typer.Option(None, "--dir", help=DIR_HELP)) -> None:
+def node_add(dir: str | None = typer.Option(None, "--dir", help=DIR_HELP)) -> None:
     """Start one more, unconfigured node and print its site-file entry (not added to site.yaml)."""
     from tvdeploy.cli.options import OPTIONS
     from tvdeploy.cli.output import emit_json, info, out
@@ -193,7 +193,7 @@ def node_add(dir: Path | None = typer.Option(None, "--dir", help=DIR_HELP)) -> N
     out(entry.rstrip())
 
 
-def _simple(action: str, name: str, dir: Path | None) -> None:
+def _simple(action: str, name: str, dir: str | None) -> None:
     from tvdeploy.cli.options import OPTIONS
     from tvdeploy.cli.output import emit_json, out
     from tvdeploy.lab import nodeops
@@ -211,28 +211,28 @@ def _simple(action: str, name: str, dir: Path | None) -> None:
 
 @node_app.command("stop")
 def node_stop(name: str = typer.Argument(..., help="Lab node name."),
-              dir: Path | None = typer.Option(None, "--dir", help=DIR_HELP)) -> None:
+              dir: str | None = typer.Option(None, "--dir", help=DIR_HELP)) -> None:
     """Stop the node's dockerd (/etc/init.d/docker stop inside the node)."""
     _simple("stop", name, dir)
 
 
 @node_app.command("start")
 def node_start(name: str = typer.Argument(..., help="Lab node name."),
-               dir: Path | None = typer.Option(None, "--dir", help=DIR_HELP)) -> None:
+               dir: str | None = typer.Option(None, "--dir", help=DIR_HELP)) -> None:
     """Start the node's dockerd again."""
     _simple("start", name, dir)
 
 
 @node_app.command("isolate")
 def node_isolate(name: str = typer.Argument(..., help="Lab node name."),
-                 dir: Path | None = typer.Option(None, "--dir", help=DIR_HELP)) -> None:
+                 dir: str | None = typer.Option(None, "--dir", help=DIR_HELP)) -> None:
     """Cut the node's network link (it keeps running, unreachable)."""
     _simple("isolate", name, dir)
 
 
 @node_app.command("rejoin")
 def node_rejoin(name: str = typer.Argument(..., help="Lab node name."),
-                dir: Path | None = typer.Option(None, "--dir", help=DIR_HELP)) -> None:
+                dir: str | None = typer.Option(None, "--dir", help=DIR_HELP)) -> None:
     """Restore the node's network link."""
     _simple("rejoin", name, dir)
 

@@ -14,8 +14,9 @@ if TYPE_CHECKING:
     from tvdeploy.connectors.ssh import SSHPool
     from tvdeploy.execute.swarm_session import SwarmView
 
-swarm_app = typer.Typer(help="Form and keep the Docker Swarm: pre-flight, quorum, zones, autolock.",
-                        no_args_is_help=True)
+swarm_app = typer.Typer(
+    help="Form and keep the Docker Swarm: pre-flight, quorum, zones, autolock.", no_args_is_help=True
+)
 
 SITE = typer.Argument(..., help=SITE_ARG_HELP, show_default=False)
 
@@ -74,8 +75,9 @@ def _show(model: Site, view: SwarmView) -> None:
 @swarm_app.command("plan")
 def plan(
     site: Path = SITE,
-    detailed_exitcode: bool = typer.Option(False, "--detailed-exitcode",
-                                           help="Exit 2 when something would change, 0 when not."),
+    detailed_exitcode: bool = typer.Option(
+        False, "--detailed-exitcode", help="Exit 2 when something would change, 0 when not."
+    ),
 ) -> None:
     """Pre-flight findings (SSH, ports, clock, kernel ESP/IPVS), pending TLS changes and the swarm
     steps in the order they would run. Changes nothing."""
@@ -109,12 +111,17 @@ def _report_findings(view: SwarmView, rep: Any) -> None:
 @swarm_app.command("bootstrap")
 def bootstrap(
     site: Path = SITE,
-    trust_new_hosts: bool = typer.Option(False, "--trust-new-hosts",
-                                         help="Record the host key of nodes not yet in ssh.known_hosts "
-                                         "(each fingerprint is printed: compare it out of band)."),
+    trust_new_hosts: bool = typer.Option(
+        False,
+        "--trust-new-hosts",
+        help="Record the host key of nodes not yet in ssh.known_hosts "
+        "(each fingerprint is printed: compare it out of band).",
+    ),
 ) -> None:
     """Pre-flight, then `tls apply` when needed, then form or converge the swarm (init, joins,
     labels, networks, removals; quorum kept at every step), then print the status."""
+    import time
+
     from tvdeploy.audit.recorder import signing_key
     from tvdeploy.cli.common import load_site
     from tvdeploy.cli.options import OPTIONS
@@ -134,8 +141,10 @@ def bootstrap(
     model = load_site(site)
     signing_key()  # no audit key, no change: fail before touching anything
     rep = _reporter()
+    t0 = time.monotonic()
     with _pool(model, trust_new_hosts, rep) as pool, Clients() as clients:
         view = survey(model, pool, clients, rep)
+        t_survey = time.monotonic()
         tls = view.tls_plan
         pending = bool(view.plan.steps) or tls is None or tls.changes
         if pending or blocking(view.findings):
@@ -150,13 +159,22 @@ def bootstrap(
         if not tls.changes and not view.plan.steps:
             out(f"site {model.site.name}: nothing to do; the swarm matches the site file")
         else:
-            confirm(f"bootstrap site {model.site.name}: {len(tls.steps)} TLS change(s), "
-                    f"{len(view.plan.steps)} swarm step(s)?")
+            confirm(
+                f"bootstrap site {model.site.name}: {len(tls.steps)} TLS change(s), "
+                f"{len(view.plan.steps)} swarm step(s)?"
+            )
+            t_tls = time.monotonic()
             if tls.changes:
                 apply_tls(model, tls, pool, rep, utcnow())
                 open_clients(model, clients)  # a new client certificate may have been issued
+            t_swarm = time.monotonic()
             steps = apply_swarm(model, clients, rep)
-            out(f"site {model.site.name}: {len(tls.steps)} TLS change(s), {steps} swarm step(s) applied")
+            end = time.monotonic()
+            out(
+                f"site {model.site.name}: {len(tls.steps)} TLS change(s), {steps} swarm step(s) applied in "
+                f"{end - t0:.1f} s (pre-flight {t_survey - t0:.1f} s, tls {t_swarm - t_tls:.1f} s, "
+                f"swarm {end - t_swarm:.1f} s)"
+            )
         _print_status(model, clients)
 
 
@@ -207,9 +225,14 @@ def _print_status(model: Site, clients: Any) -> None:
         return
     lock = "on" if doc["autolock"] else "off"
     out(f"swarm {doc['cluster_id'] or '(none)'}: {doc['managers']} manager(s), autolock {lock}")
-    table(None, ["name", "address", "role", "state", "availability", "engine", "cert expires"],
-          [[n["name"], n["address"], n["role"], n["state"], n["availability"], n["engine"],
-            n["cert_expires"]] for n in doc["nodes"]])
+    table(
+        None,
+        ["name", "address", "role", "state", "availability", "engine", "cert expires"],
+        [
+            [n["name"], n["address"], n["role"], n["state"], n["availability"], n["engine"], n["cert_expires"]]
+            for n in doc["nodes"]
+        ],
+    )
     for f in doc["findings"]:
         node = "(all)" if f["node"] == "*" else f["node"]
         out(f"{f['severity']}: {node}: {f['message']}")
@@ -222,8 +245,10 @@ def _require_clients(model: Site, clients: Any) -> None:
 
     open_clients(model, clients)
     if not clients:
-        raise InputFileError(f"{pki_paths(model).client_dir}: no operator client certificate; "
-                             "run tvdeploy swarm bootstrap (or tls apply) first")
+        raise InputFileError(
+            f"{pki_paths(model).client_dir}: no operator client certificate; "
+            "run tvdeploy swarm bootstrap (or tls apply) first"
+        )
 
 
 @swarm_app.command("status")

@@ -19,6 +19,16 @@ tls_app = typer.Typer(help="Site PKI and the nodes' Docker API over mutual TLS."
 SITE = typer.Argument(..., help=SITE_ARG_HELP, show_default=False)
 
 
+def _reporter() -> Any:
+    """Under --json stdout carries one document: progress goes nowhere, warnings (new host keys,
+    clock offsets) still reach stderr."""
+    from tvdeploy.cli.options import OPTIONS
+    from tvdeploy.cli.output import reporter
+    from tvdeploy.cli.reporters import PlainReporter
+
+    return PlainReporter(quiet=True) if OPTIONS.json else reporter()
+
+
 def _pool(model: Site, trust_new_hosts: bool, reporter: Any) -> SSHPool:
     from tvdeploy.cli.options import OPTIONS
     from tvdeploy.connectors.ssh import SSHPool
@@ -64,10 +74,10 @@ def plan(
     """Show what `tls apply` would change on each node (reads the nodes over SSH, changes nothing)."""
     from tvdeploy.cli.common import load_site, plan_exit
     from tvdeploy.cli.options import OPTIONS
-    from tvdeploy.cli.output import emit_json, reporter
+    from tvdeploy.cli.output import emit_json
 
     model = load_site(site)
-    rep = reporter()
+    rep = _reporter()
     with _pool(model, False, rep) as pool:
         result = _plan(model, pool, rep)
     for w in result.warnings:
@@ -83,13 +93,13 @@ def _apply(site: Path, trust_new_hosts: bool, rotate: bool) -> None:
     from tvdeploy.audit.recorder import signing_key
     from tvdeploy.cli.common import load_site
     from tvdeploy.cli.options import OPTIONS
-    from tvdeploy.cli.output import confirm, emit_json, out, reporter
+    from tvdeploy.cli.output import confirm, emit_json, out
     from tvdeploy.execute.tls import apply_tls
     from tvdeploy.pki.certinfo import utcnow
 
     model = load_site(site)
     signing_key()  # no audit key, no change: fail before touching anything
-    rep = reporter()
+    rep = _reporter()
     with _pool(model, trust_new_hosts, rep) as pool:
         result = _plan(model, pool, rep, rotate=rotate)
         if not result.changes:
@@ -139,11 +149,11 @@ def status(site: Path = SITE) -> None:
 
     from tvdeploy.cli.common import load_site
     from tvdeploy.cli.options import OPTIONS
-    from tvdeploy.cli.output import emit_json, reporter, table
+    from tvdeploy.cli.output import emit_json, table
     from tvdeploy.pki.status import site_status
 
     model = load_site(site)
-    rep = reporter()
+    rep = _reporter()
     with _pool(model, False, rep) as pool:
         doc = site_status(model, pool, rep)
     if OPTIONS.json:

@@ -16,12 +16,16 @@ import (
 	"fmt"
 	"io/ioutil"
 	"log"
+	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
 	"path"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/object"
@@ -181,6 +185,32 @@ func createTemplate(ctx context.Context, c *vim25.Client, finder *find.Finder, f
 	return vm.MarkAsTemplate(ctx)
 }
 
+// serialized runs one request at a time: govmomi 0.24's CloneVM_Task hands the template's
+// device objects to the clone, so concurrent requests on clones of one template race on shared
+// objects (seen: clones losing their disk). Latency is added outside the lock, so concurrent
+// clients still overlap their waits and a benchmark measures concurrency, not the simulator.
+func serialized(h http.Handler) http.Handler {
+	var mu sync.Mutex
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		h.ServeHTTP(w, r)
+	})
+}
+
+// withLatency adds a fixed delay to every request (govmomi's own DelayConfig applies inside the
+// serialized section, so it would not overlap).
+func withLatency(h http.Handler, ms int) http.Handler {
+	if ms <= 0 {
+		return h
+	}
+	d := time.Duration(ms) * time.Millisecond
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(d)
+		h.ServeHTTP(w, r)
+	})
+}
+
 func main() {
 	o := parseFlags()
 	pass := password(o)
@@ -210,20 +240,29 @@ func main() {
 	if err := populate(ctx, client, o); err != nil {
 		log.Fatalf("inventory: %v", err)
 	}
-	// The built-in per-call delay (govmomi 0.24 has one: Model.DelayConfig, applied in
-	// Service.call before the object lock, so concurrent requests overlap their latency).
-	// Set only now so that building the inventory above is not slowed down.
-	model.DelayConfig.Delay = o.latencyMS
+	// The simulator serves plain HTTP on a throw-away loopback port that is closed at once; its
+	// handler is served below on the lab's port, over TLS, behind two wrappers.
+	// With Listen.User set to anything but simulator.DefaultLogin, only this user+password is
+	// accepted (SessionManager.validLogin); the default accepts any non-empty password.
+	model.Service.Listen = &url.URL{Host: "127.0.0.1:0", User: url.UserPassword(o.user, pass)}
+	internal := model.Service.NewServer()
+	handler := internal.Config.Handler
+	internal.Listener.Close()
 
-	// With Listen.User set to anything but simulator.DefaultLogin, only this user+password
-	// is accepted (SessionManager.validLogin); the default accepts any non-empty password.
-	model.Service.Listen = &url.URL{Host: o.listen, User: url.UserPassword(o.user, pass)}
-	model.Service.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	server := model.Service.NewServer()
+	listener, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		log.Fatalf("listen: %v", err)
+	}
+	tlsConfig := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	server := &http.Server{Handler: withLatency(serialized(handler), o.latencyMS), TLSConfig: tlsConfig}
+	go func() {
+		if err := server.Serve(tls.NewListener(listener, tlsConfig)); err != http.ErrServerClosed {
+			log.Fatalf("serve: %v", err)
+		}
+	}()
 	defer server.Close()
 
-	public := *server.URL
-	public.User = nil
+	public := url.URL{Scheme: "https", Host: listener.Addr().String(), Path: "/sdk"}
 	if o.urlFile != "" {
 		if err := ioutil.WriteFile(o.urlFile+".tmp", []byte(public.String()+"\n"), 0o644); err != nil {
 			log.Fatalf("url file: %v", err)
