@@ -19,8 +19,9 @@ class Reporter(Protocol):
     def event(self, kind: str, **fields: Any) -> None:
         """A structured event (one JSON line under --json)."""
 
-    def task(self, key: str, description: str, total: int | None = None) -> None:
-        """Start a progress task (a bar or a line) identified by *key*."""
+    def task(self, key: str, description: str, total: int | None = None, unit: str = "items") -> None:
+        """Start a progress task (a bar or a line) identified by *key*; *unit* "bytes" shows
+        sizes and rates, anything else counts."""
 
     def advance(self, key: str, amount: int = 1, description: str | None = None) -> None:
         """Advance task *key*; *description* may replace its text."""
@@ -41,7 +42,7 @@ class NullReporter:
     def event(self, kind: str, **fields: Any) -> None:
         pass
 
-    def task(self, key: str, description: str, total: int | None = None) -> None:
+    def task(self, key: str, description: str, total: int | None = None, unit: str = "items") -> None:
         pass
 
     def advance(self, key: str, amount: int = 1, description: str | None = None) -> None:

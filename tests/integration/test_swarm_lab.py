@@ -247,6 +247,26 @@ def test_restarted_manager_comes_back_locked_and_unlock_brings_it_back(cli: Any,
     assert r.code == 0 and "no manager is locked" in r.stdout
 
 
+def test_cut_off_node_is_a_finding_and_bootstrap_refuses(cli: Any, swarm_lab: SwarmLab) -> None:
+    run_lab("node", "isolate", "lab-wkr-1", "--dir", swarm_lab.dir, home=swarm_lab.home)
+    try:
+        before = len(_audit(swarm_lab.site))
+        r = cli("swarm", "plan", swarm_lab.site, "--json")
+        assert r.code == 0, r.stderr
+        errors = {(f["node"], f["check"]) for f in json.loads(r.stdout)["findings"] if f["severity"] == "error"}
+        assert ("lab-wkr-1", "reachable") in errors
+        assert ("lab-mgr-1", "port.7946/tcp") in errors  # the others cannot reach it either
+        r = cli("swarm", "bootstrap", swarm_lab.site, "--yes")
+        assert r.code == 1 and "Traceback" not in r.stderr
+        assert [ln for ln in r.stderr.splitlines() if ln.startswith("error: ")] == [
+            next(ln for ln in r.stderr.splitlines() if ln.startswith("error: pre-flight: node lab-wkr-1"))
+        ]
+        assert len(_audit(swarm_lab.site)) == before  # refused before any change
+    finally:
+        run_lab("node", "rejoin", "lab-wkr-1", "--dir", swarm_lab.dir, home=swarm_lab.home)
+    wait_for(lambda: _ready(cli, swarm_lab.site), timeout=90)
+
+
 def test_added_node_joins_alone(cli: Any, swarm_lab: SwarmLab) -> None:
     import yaml
 

@@ -25,7 +25,7 @@ class PlainReporter:
     def event(self, kind: str, **fields: Any) -> None:
         pass
 
-    def task(self, key: str, description: str, total: int | None = None) -> None:
+    def task(self, key: str, description: str, total: int | None = None, unit: str = "items") -> None:
         self._tasks[key] = (description, total, 0)
         self.info(f"{description} ...")
 
@@ -55,8 +55,8 @@ class JsonLinesReporter:
     def event(self, kind: str, **fields: Any) -> None:
         self._emit({"event": kind, **fields})
 
-    def task(self, key: str, description: str, total: int | None = None) -> None:
-        self._emit({"event": "task.start", "task": key, "description": description, "total": total})
+    def task(self, key: str, description: str, total: int | None = None, unit: str = "items") -> None:
+        self._emit({"event": "task.start", "task": key, "description": description, "total": total, "unit": unit})
 
     def advance(self, key: str, amount: int = 1, description: str | None = None) -> None:
         pass
@@ -72,18 +72,32 @@ class RichReporter:
         from rich.progress import (
             BarColumn,
             DownloadColumn,
+            MofNCompleteColumn,
             Progress,
+            ProgressColumn,
             SpinnerColumn,
             TextColumn,
             TimeElapsedColumn,
         )
+
+        class AmountColumn(ProgressColumn):
+            """Sizes for byte tasks, "done/total" for counted ones."""
+
+            def __init__(self) -> None:
+                super().__init__()
+                self._bytes = DownloadColumn()
+                self._count = MofNCompleteColumn()
+
+            def render(self, task: Any) -> Any:
+                column = self._bytes if task.fields.get("unit") == "bytes" else self._count
+                return column.render(task)
 
         self.console = console
         self.progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
             BarColumn(),
-            DownloadColumn(),
+            AmountColumn(),
             TimeElapsedColumn(),
             console=console,
             transient=False,
@@ -105,9 +119,9 @@ class RichReporter:
     def event(self, kind: str, **fields: Any) -> None:
         pass
 
-    def task(self, key: str, description: str, total: int | None = None) -> None:
+    def task(self, key: str, description: str, total: int | None = None, unit: str = "items") -> None:
         self._ensure()
-        self._ids[key] = self.progress.add_task(description, total=total)
+        self._ids[key] = self.progress.add_task(description, total=total, unit=unit)
 
     def advance(self, key: str, amount: int = 1, description: str | None = None) -> None:
         if key in self._ids:

@@ -73,9 +73,9 @@ class _Locked:
         with self._lock:
             self._reporter.event(kind, **fields)
 
-    def task(self, key: str, description: str, total: int | None = None) -> None:
+    def task(self, key: str, description: str, total: int | None = None, unit: str = "items") -> None:
         with self._lock:
-            self._reporter.task(key, description, total)
+            self._reporter.task(key, description, total, unit)
 
     def advance(self, key: str, description: str) -> None:
         with self._lock:
