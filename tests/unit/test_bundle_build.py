@@ -183,3 +183,10 @@ def test_not_a_tar_stream(tmp_path: Path) -> None:
 def test_output_folder_missing(tmp_path: Path) -> None:
     with pytest.raises(TvdeployError, match="folder does not exist"):
         write_bundle(tmp_path / "no" / "b.tar", bk.spec_for(bk.default_images()), io.BytesIO(b""))
+
+
+def test_output_that_cannot_be_written(tmp_path: Path) -> None:
+    # /proc refuses new files even to root: the error names the output, no traceback.
+    out = Path("/proc/tvdeploy-test-bundle.tar")
+    with pytest.raises(TvdeployError, match=r"^/proc/tvdeploy-test-bundle.tar: cannot write: "):
+        write_bundle(out, bk.spec_for(bk.default_images()), io.BytesIO(bk.docker_save(bk.default_images())))

@@ -108,6 +108,14 @@ def write_bundle(output: Path, spec: ReleaseSpec, stream: tarout.Source, *,
         raise TvdeployError(f"{output}: is a directory, expected the bundle file to write")
     if not output.parent.is_dir():
         raise TvdeployError(f"{output.parent}: folder does not exist")
+    try:
+        return _write(output, spec, stream, hints or [], reporter, source_name)
+    except OSError as exc:  # reading is guarded in convert(): this is the output
+        raise TvdeployError(f"{output}: cannot write: {exc.strerror or exc}") from None
+
+
+def _write(output: Path, spec: ReleaseSpec, stream: tarout.Source, hints: list[ImageHint],
+           reporter: Reporter, source_name: str) -> BuiltBundle:
     with _temporary_beside(output) as (fh, tmp):
         layout = LayoutWriter(fh)
         layout.start()
@@ -115,9 +123,7 @@ def write_bundle(output: Path, spec: ReleaseSpec, stream: tarout.Source, *,
             saved = convert(stream, layout, hints=hints, reporter=reporter)
         except SaveStreamError as exc:
             raise TvdeployError(f"{source_name}: {exc}") from None
-        except OSError as exc:  # reading is guarded in convert(): this is the output
-            raise TvdeployError(f"{output}: cannot write: {exc.strerror or exc}") from None
-        images = match_images(spec, saved, list(hints or []))
+        images = match_images(spec, saved, hints)
         for svc, ref in spec.images.items():
             layout.add_ref(ref, images[svc].manifest)
         layout.finish_index()
