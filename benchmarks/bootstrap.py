@@ -37,7 +37,7 @@ def tvdeploy(*args: str, env: dict[str, str]) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=None, help="Folder for the two labs (default: a temp dir).")
-    ap.add_argument("--rounds", type=int, default=1, help="Bootstraps per lab; the best is reported.")
+    ap.add_argument("--rounds", type=int, default=3, help="Bootstraps per lab; the best is reported.")
     ap.add_argument("--keep", action="store_true", help="Leave the labs up afterwards.")
     args = ap.parse_args()
 

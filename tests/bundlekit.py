@@ -63,8 +63,10 @@ def service_image(name: str, size: int = 2000, version: str = "1.0") -> FakeImag
                      labels={"org.opencontainers.image.title": name})
 
 
-def docker_save(images: list[FakeImage], symlink_shared: bool = True) -> bytes:
-    """A ``docker save`` archive of *images*, as Engine 20.10 writes it."""
+def docker_save(images: list[FakeImage], symlink_shared: bool = True, fmt: int = tarfile.USTAR_FORMAT,
+                dir_prefix: str = "") -> bytes:
+    """A ``docker save`` archive of *images*, as Engine 20.10 writes it. *dir_prefix* makes
+    member names long (pax or GNU long-name headers with *fmt*, as Go's archive/tar writes)."""
     entries: dict[str, tuple[str, bytes | str]] = {}  # name -> (kind, data or link target)
     written: dict[str, str] = {}  # diff id -> layer dir
     manifest = []
@@ -73,7 +75,7 @@ def docker_save(images: list[FakeImage], symlink_shared: bool = True) -> bytes:
         parent = ""
         for i, layer in enumerate(img.layers):
             diff = hashlib.sha256(layer).hexdigest()
-            v1 = hashlib.sha256(f"{img.tag}/{i}/{parent}".encode()).hexdigest()
+            v1 = dir_prefix + hashlib.sha256(f"{img.tag}/{i}/{parent}".encode()).hexdigest()
             parent = v1
             entries[f"{v1}/VERSION"] = ("file", b"1.0")
             entries[f"{v1}/json"] = ("file", json.dumps({"id": v1}).encode())
@@ -86,7 +88,7 @@ def docker_save(images: list[FakeImage], symlink_shared: bool = True) -> bytes:
         entries[f"{img.config_hex}.json"] = ("file", img.config())
         manifest.append({"Config": f"{img.config_hex}.json", "RepoTags": [img.tag], "Layers": layer_paths})
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
         dirs = sorted({n.split("/")[0] for n in entries if "/" in n})
         names = sorted(list(entries) + [d + "/" for d in dirs])
         for name in names:

@@ -322,6 +322,14 @@ def test_removed_worker_is_drained_then_removed(cli: Any, swarm_lab: SwarmLab) -
             assert {t["NodeID"] for t in after} == {ids["lab-wkr-2"]}  # both tasks moved
             assert "lab-wkr-1" not in {n["Description"]["Hostname"] for n in manager.api.nodes()}
             assert clients["lab-wkr-1"].info()["Swarm"]["LocalNodeState"] == "inactive"  # it left
+            # A rerun after an interruption between leave and remove: leaving again is a no-op.
+            from tvdeploy.execute.swarm import SwarmExecutor
+            from tvdeploy.plan.swarm import Step
+            from tvdeploy.reporting import NullReporter
+
+            addr = str(site.node("lab-wkr-1").address)
+            again = SwarmExecutor(_site(shrunk), {f"addr:{addr}": clients["lab-wkr-1"]}, NullReporter())
+            again.leave(Step("leave", "lab-wkr-1", {"address": addr}))
         finally:
             manager.api.remove_service("spread")
     assert cli("swarm", "plan", shrunk, "--detailed-exitcode").code == 0

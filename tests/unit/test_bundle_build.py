@@ -88,6 +88,17 @@ def test_large_layer_is_streamed_not_kept(tmp_path: Path) -> None:
     assert hashlib.sha256(big).hexdigest() in bundle.blob_digests
 
 
+@pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT])
+def test_save_archives_with_long_names(tmp_path: Path, fmt: int) -> None:
+    # Names over 100 bytes: pax 'path' records or GNU long-name entries carry them.
+    images = bk.default_images()
+    data = bk.docker_save(images, fmt=fmt, dir_prefix="x" * 80)
+    assert len(data) > 0
+    path = tmp_path / "b.tar"
+    write_bundle(path, bk.spec_for(images), io.BytesIO(data))
+    assert path.read_bytes() == bk.make_bundle(tmp_path / "ref.tar", images).read_bytes()
+
+
 def test_layer_over_the_pipeline_threshold(tmp_path: Path) -> None:
     # Over 8 MiB: received on one thread, hashed and written on another.
     import random

@@ -53,6 +53,18 @@ def test_sign_two_of_three_then_verify(cli, signers: Path, tmp_path: Path) -> No
     assert sign_events[0]["objects"][0]["digest"] == f"sha256:{before.manifest_sha256}"
 
 
+def test_many_blobs_sign_and_verify(cli, signers: Path, tmp_path: Path) -> None:
+    # 120 images x 5 distinct layers: a statement of ~960 subjects, well over 64 KiB.
+    images = [bk.FakeImage(f"trueverit/s{i}:1", [bk.layer_tar({f"f{j}": f"{i}-{j}".encode()}) for j in range(5)])
+              for i in range(120)]
+    bundle = bk.make_bundle(tmp_path / "b.tar", images)
+    assert cli("bundle", "sign", bundle, "--key", "signer-1").code == 0
+    assert cli("bundle", "sign", bundle, "--key", "signer-2").code == 0
+    r = cli("bundle", "verify", bundle, "--trust", signers)
+    assert r.code == 0, r.stderr
+    assert "120 images, 840 blobs" in r.stdout
+
+
 def test_signing_twice_with_one_key_is_refused(cli, signers: Path, tmp_path: Path) -> None:
     bundle = bk.make_bundle(tmp_path / "b.tar")
     assert cli("bundle", "sign", bundle, "--key", "signer-1").code == 0

@@ -254,6 +254,14 @@ def test_malformed_signature_file(cli, setup: Setup) -> None:
     refused(cli, setup, "-1.json: malformed JSON", bundle=bundle)
 
 
+def test_oversized_signature_file(cli, setup: Setup) -> None:
+    from tvdeploy.bundle.reader import MAX_SIGNATURE
+
+    bundle = bk.make_bundle(setup.dir / "b2.tar")
+    append_member(read_bundle(bundle), "signatures/" + "b" * 64 + "-1.json", b" " * (MAX_SIGNATURE + 1))
+    refused(cli, setup, f"-1.json: oversized ({MAX_SIGNATURE + 1} bytes; at most {MAX_SIGNATURE})", bundle=bundle)
+
+
 def test_expired_trust_root(cli, setup: Setup) -> None:
     past = datetime.now(UTC) - timedelta(days=1)
     root = bk.make_trust(setup.dir / "old-root.json", [setup.keys["signer-1"], setup.keys["signer-2"]], 2,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-MAX_ENVELOPE = 256 * 1024
+MAX_ENVELOPE = 16 * 1024 * 1024  # bundle statements list every blob
 
 
 class EnvelopeError(ValueError):

@@ -40,8 +40,10 @@ JSON_LIMITS = {
     "inventory.json": 16 * 1024 * 1024,
     "manifest.json": 16 * 1024 * 1024,
 }
-MAX_SIGNATURE = 64 * 1024
+# A statement lists every blob (~160 bytes each once base64'd): 16 MiB holds ~100k blobs.
+MAX_SIGNATURE = 16 * 1024 * 1024
 MAX_SIGNATURES = 64
+MAX_SIGNATURE_TOTAL = 64 * 1024 * 1024
 MAX_PAX = 64 * 1024
 MAX_ENTRIES = 100_000
 MAX_OCI_MANIFEST = 4 * 1024 * 1024
@@ -112,6 +114,7 @@ class _Reader:
         self.reporter = reporter
         self.sink = sink
         self.offset = 0
+        self.signature_bytes = 0
         self.buf = bytearray(CHUNK)
 
     def fail(self, message: str) -> BundleError:
@@ -270,6 +273,9 @@ class _Reader:
             raise self.fail(f"{name}: oversized ({size} bytes; at most {MAX_SIGNATURE})")
         if len(self.bundle.signatures) >= MAX_SIGNATURES:
             raise self.fail(f"more than {MAX_SIGNATURES} signatures")
+        self.signature_bytes += size
+        if self.signature_bytes > MAX_SIGNATURE_TOTAL:
+            raise self.fail(f"signatures larger than {MAX_SIGNATURE_TOTAL} bytes in all")
         data = self.read_exact(size, name)
         self.skip_padding(size, name)
         try:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tvdeploy.bundle import dsse, statement, tarout
-from tvdeploy.bundle.reader import Bundle, read_bundle
+from tvdeploy.bundle.reader import MAX_SIGNATURE, Bundle, read_bundle
 from tvdeploy.errors import RefusedError, VerificationError
 from tvdeploy.reporting import Reporter
 
@@ -71,5 +71,9 @@ def sign_bundle(path: Path, key: Ed25519PrivateKey, key_id: str,
     if not dsse.verify(envelope, envelope.signatures[0], key.public_key()):
         raise VerificationError("the new signature does not verify (key store damaged?)")
     name = signature_name(bundle, key_id)
-    append_member(bundle, name, envelope.to_json())
+    data = envelope.to_json()
+    if len(data) > MAX_SIGNATURE:
+        raise RefusedError(f"{path}: too many blobs to sign ({len(bundle.blob_digests)}): the signature would "
+                           f"exceed {MAX_SIGNATURE} bytes")
+    append_member(bundle, name, data)
     return Signed(Path(path), key_id, name, bundle.manifest_sha256)

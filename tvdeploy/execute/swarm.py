@@ -7,6 +7,7 @@ audit record. Nothing here decides *what* to do: that is tvdeploy.plan.swarm.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +24,10 @@ SWARM_PORT = 2377
 DRAIN_TIMEOUT_S = 180.0
 DOWN_TIMEOUT_S = 90.0
 POLL_S = 1.0
+# Worker joins and label updates touch one node each and no raft membership: safe in parallel.
+PARALLEL_KINDS = frozenset({"join-worker", "label"})
+PARALLEL_LIMIT = 8
+UPDATE_TRIES = 5
 # Steps after which the kept manager may no longer be one (or a better one is back).
 _DROPS_MANAGER = frozenset({"demote", "leave", "remove", "unlock", "init"})
 
@@ -36,6 +41,8 @@ class SwarmExecutor:
         self.reporter = reporter
         self.sleep = sleep
         self._cached: Any | None = None
+        self._joining: tuple[Any, dict[str, str], str] | None = None
+        self._lock = threading.Lock()
 
     # -- helpers -------------------------------------------------------------------------------
     def _client(self, name: str) -> Any:
@@ -67,10 +74,27 @@ class SwarmExecutor:
         raise TvdeployError(f"node {name}: not a member of the swarm")
 
     def _update_node(self, manager: Any, node_id: str, change: Callable[[dict[str, Any]], None]) -> None:
-        attrs = manager.api.inspect_node(node_id)
-        spec = dict(attrs["Spec"])
-        change(spec)
-        manager.api.update_node(node_id, attrs["Version"]["Index"], spec)
+        def attempt() -> None:
+            attrs = manager.api.inspect_node(node_id)
+            spec = dict(attrs["Spec"])
+            change(spec)
+            manager.api.update_node(node_id, attrs["Version"]["Index"], spec)
+
+        self._versioned(attempt)
+
+    def _versioned(self, attempt: Callable[[], None]) -> None:
+        """Read-modify-write of a swarm object. The swarm bumps an object's version on its own
+        (a node just initialised or joined gets its certificate recorded), so "update out of
+        sequence" means: read again and retry, a few times."""
+        for tries in range(1, UPDATE_TRIES + 1):
+            try:
+                attempt()
+                return
+            except Exception as exc:
+                if "out of sequence" not in str(exc) or tries == UPDATE_TRIES:
+                    raise
+                log.debug("update out of sequence (try %d); reading again", tries)
+                self.sleep(0.2 * tries)
 
     def _address(self, name: str) -> str:
         return str(self.site.node(name).address)
@@ -102,9 +126,7 @@ class SwarmExecutor:
             self.reporter.info(f"unlock key escrowed to {len(ids)} recipient(s)")
 
     def _join(self, step: Step, role: str) -> None:
-        manager = self._manager()
-        tokens = manager.api.inspect_swarm()["JoinTokens"]
-        leader_addr = self._manager_address(manager)
+        tokens, leader_addr = self._join_info()
         client = self._client(step.node or "")
         addr = self._address(step.node or "")
         token = tokens["Manager" if role == "manager" else "Worker"]
@@ -115,6 +137,16 @@ class SwarmExecutor:
             advertise_addr=addr,
             data_path_addr=addr,
         )
+
+    def _join_info(self) -> tuple[dict[str, str], str]:
+        """Join tokens and the address to join through, asked once per kept manager (a join
+        costs the cluster enough; two more round trips each add up on a large site)."""
+        manager = self._manager()
+        with self._lock:
+            if self._joining is None or self._joining[0] is not manager:
+                tokens = manager.api.inspect_swarm()["JoinTokens"]
+                self._joining = (manager, tokens, self._manager_address(manager))
+            return self._joining[1], self._joining[2]
 
     def _manager_address(self, manager: Any) -> str:
         info = manager.info()
@@ -165,9 +197,20 @@ class SwarmExecutor:
             self.sleep(POLL_S)
 
     def leave(self, step: Step) -> None:
+        """The node leaves by itself (clean: its tasks stop, it forgets the cluster). A node that
+        already left (a run interrupted before `remove`) or cannot be reached is removed anyway."""
         client = self._client_by_address(step.detail.get("address"))
-        if client is None:
+        state = None
+        if client is not None:
+            try:
+                state = (client.info().get("Swarm") or {}).get("LocalNodeState")
+            except Exception as exc:  # noqa: BLE001 - unreachable: remove without leaving
+                log.debug("leave: %s not reachable: %s", step.node, exc)
+        if client is None or state is None:
             self.reporter.warn(f"node {step.node}: not reachable; it will be removed without leaving")
+            return
+        if state == "inactive":
+            self.reporter.info(f"node {step.node}: already out of the swarm")
             return
         client.api.leave_swarm(force=False)
 
@@ -200,10 +243,14 @@ class SwarmExecutor:
 
     def _update_swarm(self, change: Callable[[dict[str, Any]], None]) -> Any:
         manager = self._manager()
-        swarm = manager.api.inspect_swarm()
-        spec = dict(swarm["Spec"])
-        change(spec)
-        manager.api.update_swarm(version=swarm["Version"]["Index"], swarm_spec=spec)
+
+        def attempt() -> None:
+            swarm = manager.api.inspect_swarm()
+            spec = dict(swarm["Spec"])
+            change(spec)
+            manager.api.update_swarm(version=swarm["Version"]["Index"], swarm_spec=spec)
+
+        self._versioned(attempt)
         return manager
 
     def autolock(self, step: Step) -> None:
@@ -233,30 +280,52 @@ class SwarmExecutor:
 
     # -- driver --------------------------------------------------------------------------------
     def run(self, plan: SwarmPlan) -> None:
+        """Steps in plan order; a run of worker joins or of label updates goes in parallel (they
+        touch one node each and change no raft membership), everything else one at a time."""
+        from tvdeploy.execute.parallel import for_each
+
+        for batch in _batches(plan.steps):
+            if len(batch) == 1:
+                self._run_step(batch[0])
+                continue
+            self._manager()  # choose the manager once, before the threads share it
+            for_each(batch, self._run_step, limit=PARALLEL_LIMIT, label=lambda s: s.describe())
+
+    def _run_step(self, step: Step) -> None:
         from tvdeploy.audit.recorder import record
 
-        for step in plan.steps:
-            handler = getattr(self, step.kind.replace("-", "_"))
-            self.reporter.info(f"swarm: {step.describe()}")
-            objects = [{"type": "node", "name": step.node}] if step.node else []
-            if step.kind == "network-create":
-                objects = [{"type": "network", "name": str(step.detail["name"])}]
-            if step.kind in _DROPS_MANAGER:
-                self._cached = None
-            started = time.monotonic()
-            try:
-                handler(step)
-            except TvdeployError as exc:
-                record(self.site, f"swarm.{step.kind}", objects=objects, outcome="failure", error=exc.message)
-                raise
-            except Exception as exc:
-                message = _api_message(exc)
-                record(self.site, f"swarm.{step.kind}", objects=objects, outcome="failure", error=message)
-                raise TvdeployError(f"swarm {step.describe()}: {message}") from None
-            log.debug("swarm %s took %.2f s", step.describe(), time.monotonic() - started)
-            record(self.site, f"swarm.{step.kind}", objects=objects)
-            if step.kind in _DROPS_MANAGER:
-                self._cached = None
+        handler = getattr(self, step.kind.replace("-", "_"))
+        self.reporter.info(f"swarm: {step.describe()}")
+        objects = [{"type": "node", "name": step.node}] if step.node else []
+        if step.kind == "network-create":
+            objects = [{"type": "network", "name": str(step.detail["name"])}]
+        if step.kind in _DROPS_MANAGER:
+            self._cached = None
+        started = time.monotonic()
+        try:
+            handler(step)
+        except TvdeployError as exc:
+            record(self.site, f"swarm.{step.kind}", objects=objects, outcome="failure", error=exc.message)
+            raise
+        except Exception as exc:
+            message = _api_message(exc)
+            record(self.site, f"swarm.{step.kind}", objects=objects, outcome="failure", error=message)
+            raise TvdeployError(f"swarm {step.describe()}: {message}") from None
+        log.debug("swarm %s took %.2f s", step.describe(), time.monotonic() - started)
+        record(self.site, f"swarm.{step.kind}", objects=objects)
+        if step.kind in _DROPS_MANAGER:
+            self._cached = None
+
+
+def _batches(steps: list[Step]) -> list[list[Step]]:
+    """Consecutive steps of one parallel-safe kind form a batch; any other step is alone."""
+    out: list[list[Step]] = []
+    for step in steps:
+        if out and step.kind in PARALLEL_KINDS and out[-1][0].kind == step.kind:
+            out[-1].append(step)
+        else:
+            out.append([step])
+    return out
 
 
 def _api_message(exc: Exception) -> str:

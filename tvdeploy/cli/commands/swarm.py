@@ -48,15 +48,23 @@ def _view_json(model: Site, view: SwarmView) -> dict[str, Any]:
     }
 
 
+def _grouped(findings: list[Any]) -> list[tuple[tuple[str, str, str], list[str]]]:
+    """One line per distinct finding with the nodes it applies to (a kernel that lacks ESP
+    is usually the same on every node: one line, not one per node)."""
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    for f in findings:
+        groups.setdefault((f.severity, f.check, f.message), []).append("(all)" if f.node == "*" else f.node)
+    return list(groups.items())
+
+
 def _show(model: Site, view: SwarmView) -> None:
     from tvdeploy.cli.output import out
 
     errors = sum(1 for f in view.findings if f.severity == "error")
     warnings = sum(1 for f in view.findings if f.severity == "warning")
     out(f"site {model.site.name}: pre-flight {errors} error(s), {warnings} warning(s)")
-    for f in view.findings:
-        node = "(all)" if f.node == "*" else f.node
-        out(f"  {f.severity:<8} {node:<14} {f.check:<18} {f.message}")
+    for (severity, check, message), nodes in _grouped(view.findings):
+        out(f"  {severity:<8} {check:<16} {', '.join(nodes)}: {message}")
     tls = view.tls_plan
     if tls is None:
         out("tls: not planned (a node is unreachable)")
@@ -99,13 +107,12 @@ def plan(
 
 
 def _report_findings(view: SwarmView, rep: Any) -> None:
-    from tvdeploy.execute.swarm_session import finding_line
-
-    for f in view.findings:
-        if f.severity == "warning":
-            rep.warn(finding_line(f))
-        elif f.severity == "info":
-            rep.info(finding_line(f))
+    for (severity, _check, message), nodes in _grouped(view.findings):
+        line = message if nodes == ["(all)"] else f"{', '.join(nodes)}: {message}"
+        if severity == "warning":
+            rep.warn(line)
+        elif severity == "info":
+            rep.info(line)
 
 
 @swarm_app.command("bootstrap")

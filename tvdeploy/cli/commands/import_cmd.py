@@ -1,0 +1,53 @@
+"""tvdeploy bundle import SITE BUNDLE --trust ROOT [--yes]: registered on the ``bundle`` group
+(discovery loads ``bundle`` before this module)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tvdeploy.cli.common import SITE_ARG_HELP
+
+
+def import_bundle(
+    site: Path = typer.Argument(..., help=SITE_ARG_HELP, show_default=False),
+    bundle: Path = typer.Argument(..., help="The bundle file or chunk folder.", show_default=False),
+    trust_root: Path = typer.Option(..., "--trust", metavar="ROOT", help="Trust root file.", show_default=False),
+) -> None:
+    """Verify BUNDLE strictly, refuse a replayed or older release, then put its images on the
+    site: pushed to the site registry (deployed on first import) or loaded onto every node
+    (registry.mode node-load). An interrupted import of the same bundle resumes."""
+    from tvdeploy.audit.recorder import signing_key
+    from tvdeploy.cli.commands.bundle import _reporter
+    from tvdeploy.cli.common import load_site
+    from tvdeploy.cli.options import OPTIONS
+    from tvdeploy.cli.output import confirm, emit_json, out
+    from tvdeploy.connectors.ssh import SSHPool
+    from tvdeploy.execute.import_bundle import import_verified, verify_and_check
+
+    model = load_site(site)
+    signing_key()  # no audit key, no import: fail before reading gigabytes
+    rep = _reporter()
+    with SSHPool(model, reporter=rep) as pool:
+        verified, last = verify_and_check(model, bundle, trust_root, pool, rep)
+        rel = verified.verified.bundle.release
+        since = f" (last import: {last.release}, sequence {last.sequence})" if last else " (first import)"
+        if not OPTIONS.json:
+            out(f"{bundle}: verified: release {rel['release']} (sequence {rel['sequence']}), "
+                f"{len(rel['images'])} images{since}")
+        confirm(f"import release {rel['release']} into site {model.site.name} ({model.registry.mode})?")
+        result = import_verified(model, verified, pool, rep)
+    if OPTIONS.json:
+        emit_json(result.to_json())
+        return
+    where = result.registry or f"{len(result.nodes)} node(s)"
+    out(f"site {model.site.name}: release {result.release} (sequence {result.sequence}) imported into {where}"
+        + (" (resumed)" if result.resumed else "")
+        + f"; {result.bytes_moved} bytes moved, {result.bytes_skipped} bytes skipped")
+
+
+def register(app: typer.Typer) -> None:
+    from tvdeploy.cli.commands.bundle import bundle_app
+
+    bundle_app.command("import")(import_bundle)
