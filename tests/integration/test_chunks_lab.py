@@ -51,7 +51,7 @@ def test_split_damage_verify_restore_join(cli, lab_images, operator_key: str, tm
         fh.seek(chunk // 2)
         fh.write(bytes([byte[0] ^ 0x01]))
 
-    r = cli("bundle", "verify-chunks", media, "--trust", root, "--json")
+    r = cli("bundle", "verify", media, "--trust", root, "--json")  # a chunk folder, where a bundle goes
     assert r.code == 1
     doc = json.loads(r.stdout)
     assert [(b["name"], b["problem"]) for b in doc["bad_chunks"]] == [(names[1], "corrupt"), (names[4], "missing")]
@@ -63,7 +63,7 @@ def test_split_damage_verify_restore_join(cli, lab_images, operator_key: str, tm
     restored = snapshot(media)
     assert {k: v[2] for k, v in restored.items()} == {k: v[2] for k, v in original.items()}
 
-    r = cli("bundle", "verify-chunks", media, "--trust", root)
+    r = cli("bundle", "verify", media, "--trust", root)
     assert r.code == 0, r.stderr
     assert "bundle lab-v1.tar verified: release lab-v1 (sequence 1), " in r.stdout
 

@@ -39,6 +39,8 @@ class ImportLab:
     trust: Path
     v1: Path
     v2: Path
+    engine: str = ""
+    v2_delta: Path | None = None  # built against the site after the v1 import
 
 
 def _tv(home: Path, *args: object, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -63,6 +65,8 @@ def import_lab(tmp_path_factory: pytest.TempPathFactory) -> Any:
         if reuse:
             run_lab("reset", "--dir", lab_dir, home=home)
         shutil.rmtree(lab_dir / "state" / "imports", ignore_errors=True)
+        for stale in ("have-after-v1.json", "release-v2-delta.tar"):
+            (lab_dir / stale).unlink(missing_ok=True)
         run_lab("images", "--small", "--dir", lab_dir, home=home, timeout=1500)
         site = lab_dir / "site.yaml"
         _ok(_tv(home, "swarm", "bootstrap", site, "--yes"))
@@ -83,7 +87,7 @@ def import_lab(tmp_path_factory: pytest.TempPathFactory) -> Any:
             _ok(_tv(home, "bundle", "build", lab_dir / f"release-{v}.yaml", "--engine", engine, "-o", bundles[v]))
             for key in ("signer-1", "signer-2"):
                 _ok(_tv(home, "bundle", "sign", bundles[v], "--key", key))
-        yield ImportLab(lab_dir, home, site, trust, bundles["v1"], bundles["v2"])
+        yield ImportLab(lab_dir, home, site, trust, bundles["v1"], bundles["v2"], engine)
     finally:
         if not reuse:
             _tv(home, "lab", "down", "--dir", lab_dir, timeout=300)
@@ -246,13 +250,24 @@ def _hash_blob(path: Path, b: Any, hexd: str) -> str:
         return hashlib.sha256(fh.read(b.files[name].size)).hexdigest()
 
 
-def test_v2_moves_only_its_new_blobs(cli: Any, import_lab: ImportLab) -> None:
+def test_v2_delta_imports_and_moves_only_its_new_blobs(cli: Any, import_lab: ImportLab, tmp_path: Path) -> None:
     lab = import_lab
     v1, v2 = _blob_sizes(lab.v1), _blob_sizes(lab.v2)
     rel2 = _release(lab.v2)
     manifests = {img["digest"].removeprefix("sha256:") for img in rel2["images"].values()}
     new = {d: s for d, s in v2.items() if d not in v1 and d not in manifests}
-    r = _import(cli, lab, lab.v2)
+    # The delta: built against what the site holds now (its signed inventory), then signed.
+    have = lab.dir / "have-after-v1.json"
+    r = cli("bundle", "inventory", lab.site, "-o", have)
+    assert r.code == 0, r.stderr
+    delta = lab.dir / "release-v2-delta.tar"
+    _ok(_tv(lab.home, "bundle", "build", lab.dir / "release-v2.yaml", "--engine", lab.engine, "-o", delta,
+            "--since", have))
+    for key in ("signer-1", "signer-2"):
+        _ok(_tv(lab.home, "bundle", "sign", delta, "--key", key))
+    lab.v2_delta = delta
+    assert delta.stat().st_size < lab.v2.stat().st_size / 10
+    r = _import(cli, lab, delta)
     assert r.code == 0, r.stderr
     doc = json.loads(r.stdout)
     assert doc["resumed"] is False and doc["bytes_moved"] == sum(new.values())
@@ -277,6 +292,18 @@ def test_replaying_v1_after_v2_is_refused(cli: Any, import_lab: ImportLab) -> No
     assert _status(cli, lab.site) == before
 
 
+def test_inventory_lists_what_the_site_registry_holds(cli: Any, import_lab: ImportLab, tmp_path: Path) -> None:
+    from tvdeploy.bundle.inventory import read_inventory
+
+    lab = import_lab
+    r = cli("bundle", "inventory", lab.site, "-o", tmp_path / "have.json")
+    assert r.code == 0, r.stderr
+    have = read_inventory(tmp_path / "have.json")  # what `bundle build --since` reads
+    assert have.last_release is not None and have.last_release["sequence"] == 2
+    assert {f"sha256:{d}" for d in _blob_sizes(lab.v1)} | {f"sha256:{d}" for d in _blob_sizes(lab.v2)} \
+        == set(have.digests)
+
+
 def test_node_load_mode_gives_every_node_the_images_with_matching_ids(cli: Any, import_lab: ImportLab,
                                                                       tmp_path: Path) -> None:
     lab = import_lab
@@ -290,6 +317,13 @@ def test_node_load_mode_gives_every_node_the_images_with_matching_ids(cli: Any, 
     shutil.rmtree(lab.dir / "state" / "imports", ignore_errors=True)
     for node in site.managers:
         assert ssh(lab.dir, str(node.address), "rm -f /etc/docker/tvdeploy/last-import.json").returncode == 0
+    # The v2 delta expects v1's layers on every node: refused, with the list, nothing written.
+    assert lab.v2_delta is not None
+    r = cli("bundle", "import", site_file, lab.v2_delta, "--trust", lab.trust, "--yes")
+    assert r.code == 1, r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith("error: delta bundle: ") and "are not on this site: sha256:" in errors[0]
+    assert not (lab.dir / "state" / "imports" / "journal.jsonl").exists()
     r = _import(cli, lab, lab.v1, site=site_file)
     assert r.code == 0, r.stderr
     result = json.loads(r.stdout)
@@ -308,3 +342,12 @@ def test_node_load_mode_gives_every_node_the_images_with_matching_ids(cli: Any, 
     # Again: every image is there, nothing moves; refused as already imported.
     r = cli("bundle", "import", site_file, lab.v1, "--trust", lab.trust, "--yes")
     assert r.code == 1 and "already imported" in r.stderr
+    r = cli("bundle", "inventory", site_file, "-o", tmp_path / "have.json", "--json")
+    assert r.code == 0, r.stderr
+    from tvdeploy.bundle.inventory import read_inventory
+
+    have = read_inventory(tmp_path / "have.json")
+    assert have.last_release is not None and have.last_release["sequence"] == 1
+    for svc in inventory:
+        assert inventory[svc]["config"] in have.digests
+        assert {lay["digest"] for lay in inventory[svc]["layers"]} <= have.digests

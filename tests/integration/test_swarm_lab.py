@@ -2,7 +2,8 @@
 
 One lab and ONE bootstrap from unconfigured nodes for the whole module (each bootstrap costs CI
 time); the scenarios then run in file order, each leaving the swarm converged for the next:
-formed -> idempotent -> overlay traffic -> escrow -> locked manager -> node added -> worker removed.
+formed -> idempotent -> overlay traffic -> escrow -> lost escrow -> locked manager -> cut-off node
+-> node added -> worker removed -> manager role swapped (promote before demote).
 """
 
 from __future__ import annotations
@@ -333,3 +334,33 @@ def test_removed_worker_is_drained_then_removed(cli: Any, swarm_lab: SwarmLab) -
         finally:
             manager.api.remove_service("spread")
     assert cli("swarm", "plan", shrunk, "--detailed-exitcode").code == 0
+
+
+def test_role_swap_promotes_before_it_demotes(cli: Any, swarm_lab: SwarmLab) -> None:
+    import yaml
+
+    shrunk = swarm_lab.dir / "site-shrunk.yaml"  # written by the previous test
+    doc = yaml.safe_load(shrunk.read_text())
+    roles = {"lab-wkr-2": "manager", "lab-mgr-3": "worker"}
+    for node in doc["nodes"]:
+        node["role"] = roles.get(node["name"], node["role"])
+    swapped = swarm_lab.dir / "site-swapped.yaml"
+    swapped.write_text(yaml.safe_dump(doc, sort_keys=False))
+    r = cli("swarm", "plan", swapped, "--json")
+    assert [(s["kind"], s["node"]) for s in json.loads(r.stdout)["steps"]] == [
+        ("promote", "lab-wkr-2"),
+        ("demote", "lab-mgr-3"),
+    ]
+    before = len(_audit(swapped))
+    r = cli("swarm", "bootstrap", swapped, "--yes")
+    assert r.code == 0, r.stderr
+    assert [e["event"] for e in _audit(swapped)[before:]] == ["swarm.promote", "swarm.demote"]
+    doc = wait_for(lambda: _ready(cli, swapped), timeout=60)
+    assert doc["managers"] == 3
+    assert {n["name"]: n["role"] for n in doc["nodes"]} == {
+        "lab-mgr-1": "manager",
+        "lab-mgr-2": "manager",
+        "lab-mgr-3": "worker",
+        "lab-wkr-2": "manager",
+    }
+    assert cli("swarm", "plan", swapped, "--detailed-exitcode").code == 0

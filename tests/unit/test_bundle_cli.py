@@ -115,8 +115,10 @@ def test_bundle_that_is_a_fifo(cli, tmp_path: Path) -> None:
 def test_missing_bundle(cli, tmp_path: Path) -> None:
     r = cli("bundle", "inspect", tmp_path / "none.tar")
     assert (r.code, r.stderr.strip()) == (1, f"error: {tmp_path / 'none.tar'}: bundle not found")
+    # A folder is read as a chunk folder (every bundle command accepts one): this one is not.
     r = cli("bundle", "inspect", tmp_path)
-    assert (r.code, r.stderr.strip()) == (1, f"error: {tmp_path}: is a directory, expected a bundle file")
+    assert (r.code, r.stderr.strip()) == (1, f"error: {tmp_path / 'chunks.json'}: chunk index not found (not a "
+                                             "chunk folder, or the split did not finish)")
 
 
 def _spec(tmp_path: Path) -> Path:

@@ -77,3 +77,15 @@ def test_short_layer_is_an_error_not_a_corrupt_archive() -> None:
 
     with pytest.raises(ValueError, match="bytes"):
         b"".join(stream(loads, read))
+
+
+def test_layers_absent_from_a_delta_are_listed_but_not_sent() -> None:
+    loads, blobs = _load_images(bk.default_images())
+    base = hashlib.sha256(bk.BASE_LAYER).hexdigest()
+    absent = frozenset({base})
+    data = b"".join(stream(loads, _reader(blobs), absent))
+    assert len(data) == archive_size(loads, absent)
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+        assert f"{base}/layer.tar" not in tar.getnames()
+        manifest = json.loads(tar.extractfile("manifest.json").read())
+    assert all(entry["Layers"][0] == f"{base}/layer.tar" for entry in manifest)

@@ -152,3 +152,13 @@ def test_registry_status_before_tls_apply(cli, site_file) -> None:
 def test_import_is_a_bundle_command(cli) -> None:
     r = cli("bundle", "--help")
     assert r.code == 0 and "import" in r.stdout
+
+
+def test_inventory_of_an_unreachable_site_writes_nothing(cli, site_file, tmp_path, operator_key) -> None:
+    line = _one_error(cli("bundle", "inventory", site_file, "-o", tmp_path / "have.json"))
+    assert line.startswith("error: node n1")
+    assert not (tmp_path / "have.json").exists()
+
+
+def test_inventory_usage_error_without_output(cli, site_file) -> None:
+    assert cli("bundle", "inventory", site_file).code == 64

@@ -69,3 +69,29 @@ def test_unusable_journal_starts_afresh(data: bytes) -> None:
 def test_damaged_completed_record(doc, message) -> None:
     with pytest.raises(ValueError, match=message):
         S.Completed.from_json(doc, "last.json")
+
+
+def test_delta_with_all_base_blobs_present_passes() -> None:
+    assert S.missing_base({"sha256:" + A: ["cloud", "edge"]}, {"sha256:" + A}) is None
+    assert S.missing_base({}, set()) is None
+
+
+def test_delta_missing_base_blobs_lists_them() -> None:
+    needed = {f"sha256:{c * 64}": ["edge", "cloud"] for c in "0123456"}
+    refusal = S.missing_base(needed, {"sha256:" + "0" * 64})
+    assert refusal is not None
+    assert refusal.message.startswith("delta bundle: 6 base blob(s) it expects are not on this site: "
+                                      f"sha256:{'1' * 64} (used by cloud, edge); ")
+    assert refusal.message.endswith("; and 1 more") and len(refusal.details) == 1
+
+
+def test_one_import_per_site_at_a_time(tmp_path) -> None:
+    from tests.unit.tls_helpers import make_site
+    from tvdeploy.execute.import_bundle import import_lock
+
+    site = make_site(tmp_path)
+    with import_lock(site):
+        with pytest.raises(RefusedError, match="another bundle import of site plant-t is running"), import_lock(site):
+            pass
+    with import_lock(site):  # released
+        pass

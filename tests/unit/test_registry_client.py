@@ -175,3 +175,33 @@ def test_push_is_resumable_and_moves_only_what_is_missing(reg, verified_bundle, 
     # A third run moves nothing at all.
     _images, moved, skipped, _j = _push_all(reg, verified_bundle, site)
     assert moved == 0 and skipped == sum(i.size for i in images)
+
+
+def test_registry_inventory_lists_every_blob_of_every_tagged_image(reg, verified_bundle, tmp_path: Path) -> None:
+    from tvdeploy.release.site_inventory import registry_blobs
+
+    images, _moved, _skipped, _j = _push_all(reg, verified_bundle, make_site(tmp_path))
+    held = registry_blobs(reg)
+    for img in images:
+        assert img.digest in held
+        assert {f"sha256:{h}" for h, _s in img.blobs} <= held
+
+
+def test_delta_is_refused_when_its_base_blobs_are_missing(reg, verified_bundle, tmp_path: Path) -> None:
+    from tvdeploy.errors import RefusedError
+    from tvdeploy.execute.import_bundle import BundleFile, check_delta_on_registry
+
+    images, _m, _s, _j = _push_all(reg, verified_bundle, make_site(tmp_path))
+    everything = BundleFile(verified_bundle).shipped
+    base = images[0].layers[0][0]
+    # A delta that does not ship the shared base layer: the registry has it, accepted.
+    check_delta_on_registry(reg, images, everything - {base}, "delta.tar")
+    # A delta expecting a blob the site never received: refused with the list, nothing pushed.
+    import dataclasses
+
+    ghost = "f" * 64
+    changed = [dataclasses.replace(images[1], layers=(*images[1].layers, (ghost, 10)))]
+    with pytest.raises(RefusedError) as err:
+        check_delta_on_registry(reg, changed, everything, "delta.tar")
+    assert err.value.message == ("delta bundle: 1 base blob(s) it expects are not on this site: "
+                                 f"sha256:{ghost} (used by {images[1].service})")

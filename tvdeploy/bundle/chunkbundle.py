@@ -5,8 +5,7 @@ bundle; a folder is verified as a chunk folder first (signed index, every chunk'
 sha256; bad chunks are named) and then, through ``ChunkedReader``, exactly as a bundle file is:
 the same reader, the same statement, the same signature judgement.
 
-The bundle reader opens its file by path; until it takes an open file object, the two steps of
-``read_bundle`` (stream checks, then structure checks) are run here on the ChunkedReader.
+The bundle reader reads the ChunkedReader as it reads a file (``read_bundle(..., fileobj=)``).
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from tvdeploy.bundle.chunks import ChunkReport, read_index, verify_chunk_dir
 from tvdeploy.bundle.reader import Bundle
 from tvdeploy.bundle.verify import VALID, Verified, judge, verify_bundle
 from tvdeploy.errors import VerificationError
-from tvdeploy.reporting import NullReporter, Reporter
+from tvdeploy.reporting import Reporter
 
 
 @dataclass(frozen=True)
@@ -35,15 +34,10 @@ class PathVerified:
 def read_chunked_bundle(directory: Path, index: ChunkIndex, *, reporter: Reporter | None = None,
                         sink: reader.BlobSink | None = None) -> Bundle:
     """``read_bundle`` over the chunks of *directory*, in order, never joined on disk."""
-    reporter = reporter or NullReporter()
-    bundle = Bundle(Path(directory))
     with ChunkedReader(Path(directory), index) as raw:
         fh = cast(BinaryIO, raw)  # read/readinto/seek/tell: all the reader uses
-        reporter.task("read", f"reading {index.bundle} from {len(index.chunks)} chunks", total=index.size)
-        reader._Reader(fh, bundle, reporter, sink).run()  # noqa: SLF001 - see the module docstring
-        reporter.done("read")
-        reader.check_structure(bundle, fh)
-    return bundle
+        return reader.read_bundle(Path(directory), reporter=reporter, sink=sink, fileobj=fh, total=index.size,
+                                  description=f"reading {index.bundle} from {len(index.chunks)} chunks")
 
 
 def read_bundle_path(path: Path, *, reporter: Reporter | None = None, sink: reader.BlobSink | None = None) -> Bundle:

@@ -58,10 +58,10 @@ def manifest_json(images: list[LoadImage]) -> bytes:
     ], separators=(",", ":")).encode()
 
 
-def archive_size(images: list[LoadImage]) -> int:
+def archive_size(images: list[LoadImage], absent: frozenset[str] = frozenset()) -> int:
     """The exact byte length ``stream`` yields (for progress), without reading any layer."""
     total = 0
-    sent: set[str] = set()
+    sent: set[str] = set(absent)
     for img in images:
         for hexd, size in img.layers:
             if hexd not in sent:
@@ -75,9 +75,13 @@ def archive_size(images: list[LoadImage]) -> int:
         + 2 * BLOCK
 
 
-def stream(images: list[LoadImage], read_blob: BlobReader) -> Iterator[bytes]:
-    """Yield the archive; *read_blob* supplies each layer's bytes (checked for length here)."""
-    sent: set[str] = set()
+def stream(images: list[LoadImage], read_blob: BlobReader, absent: frozenset[str] = frozenset()) -> Iterator[bytes]:
+    """Yield the archive; *read_blob* supplies each layer's bytes (checked for length here).
+
+    Layers in *absent* (a delta bundle does not ship them) are listed in manifest.json but not
+    sent: dockerd looks a layer up by chain id before it opens the file, so a node that already
+    has the layer loads the image without it (the caller checked that every node has it)."""
+    sent: set[str] = set(absent)
     for img in images:
         for hexd, size in img.layers:
             if hexd in sent:

@@ -49,6 +49,9 @@ class LayoutWriter:
     files: dict[str, FileRecord] = field(default_factory=dict)
     offsets: dict[str, int] = field(default_factory=dict)  # blob hex -> header offset
     refs: list[tuple[str, str, int]] = field(default_factory=list)  # (ref, manifest hex, size)
+    # A delta: layer digests the site holds already. Such layers are hashed but not kept.
+    skip: frozenset[str] = frozenset()
+    skipped: dict[str, FileRecord] = field(default_factory=dict)  # blob hex -> what was left out
 
     def start(self) -> None:
         self.add_file("oci-layout", json_bytes(OCI_LAYOUT))
@@ -64,28 +67,43 @@ class LayoutWriter:
     def has_blob(self, hexdigest: str) -> bool:
         return hexdigest in self.offsets
 
-    def add_blob(self, data: bytes) -> FileRecord:
-        """Store *data* as a blob unless a blob with its digest is stored already."""
+    def add_blob(self, data: bytes, *, layer: bool = False) -> FileRecord:
+        """Store *data* as a blob unless a blob with its digest is stored already (or, for a
+        *layer* of a delta, is on the site already)."""
         hexdigest = hashlib.sha256(data).hexdigest()
+        if layer and hexdigest in self.skip and hexdigest not in self.offsets:
+            return self._skipped(hexdigest, len(data))
         if hexdigest not in self.offsets:
             offset = self.out.tell()
             self.add_file(BLOB_PREFIX + hexdigest, data)
             self.offsets[hexdigest] = offset
         return self.files[BLOB_PREFIX + hexdigest]
 
-    def stream_blob(self, src: tarout.Source, size: int, progress: object | None = None) -> FileRecord:
+    def stream_blob(self, src: tarout.Source, size: int, progress: object | None = None, *,
+                    layer: bool = False) -> FileRecord:
         """Stream *size* bytes of *src* into a blob; a blob already stored is dropped again
-        (its bytes had to be read to learn the digest, but they are stored once)."""
+        (its bytes had to be read to learn the digest, but they are stored once). So is a
+        *layer* the site holds already, when building a delta: the digest is only known once
+        the bytes went by, and a name in the save stream is no proof of content."""
         written = tarout.stream_blob(self.out, src, size, BLOB_PREFIX, progress)
         if written.sha256 in self.offsets:
             log.debug("blob %s stored already; dropping the copy", written.sha256[:12])
             tarout.discard_from(self.out, written.offset)
+        elif layer and written.sha256 in self.skip:
+            log.debug("layer %s is on the site already; not shipped", written.sha256[:12])
+            tarout.discard_from(self.out, written.offset)
+            return self._skipped(written.sha256, size)
         else:
             self.offsets[written.sha256] = written.offset
             self.files[BLOB_PREFIX + written.sha256] = FileRecord(
                 BLOB_PREFIX + written.sha256, size, written.sha256
             )
         return self.files[BLOB_PREFIX + written.sha256]
+
+    def _skipped(self, hexdigest: str, size: int) -> FileRecord:
+        record = FileRecord(BLOB_PREFIX + hexdigest, size, hexdigest)
+        self.skipped.setdefault(hexdigest, record)
+        return record
 
     def read_blob(self, hexdigest: str) -> bytes:
         """Read back a (small) blob already written, e.g. a config that was too large to keep."""

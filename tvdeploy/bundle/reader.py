@@ -89,6 +89,9 @@ class Bundle:
     signatures: dict[str, dsse.Envelope] = field(default_factory=dict)
     end_offset: int = 0  # where the end-of-archive blocks start: sign appends here
     size: int = 0
+    # A delta: layers it does not carry, hex -> size (manifest.json ``expected_on_site``).
+    expected: dict[str, int] = field(default_factory=dict)
+    is_delta: bool = False
 
     @property
     def release(self) -> dict[str, Any]:
@@ -105,6 +108,12 @@ class Bundle:
     @property
     def blob_digests(self) -> list[str]:
         return sorted(p[len(BLOB_PREFIX):] for p in self.files if p.startswith(BLOB_PREFIX))
+
+    @property
+    def since(self) -> dict[str, Any]:
+        """A delta's base as recorded at build time (site, release): for people, not checks."""
+        since = self.docs["manifest.json"].get("since")
+        return dict(since) if isinstance(since, dict) else {}
 
 
 class _Reader:
@@ -302,10 +311,19 @@ class _Reader:
         self.bundle.size = self.offset
 
 
-def read_bundle(path: Path, *, reporter: Reporter | None = None, sink: BlobSink | None = None) -> Bundle:
-    """Read and check all of *path*; returns what it holds, or raises BundleError/InputFileError."""
+def read_bundle(path: Path, *, reporter: Reporter | None = None, sink: BlobSink | None = None,
+                fileobj: BinaryIO | None = None, total: int | None = None,
+                description: str | None = None) -> Bundle:
+    """Read and check all of *path*; returns what it holds, or raises BundleError/InputFileError.
+
+    With *fileobj* (read, readinto, seek, tell; e.g. the chunks of a chunk folder in order) the
+    bytes come from there and *path* only names the bundle in messages; *total* and
+    *description* are for the progress bar."""
     reporter = reporter or NullReporter()
     bundle = Bundle(Path(path))
+    if fileobj is not None:
+        _read_from(fileobj, bundle, reporter, sink, total, description or f"reading {Path(path).name}")
+        return bundle
     try:
         import stat
 
@@ -321,11 +339,16 @@ def read_bundle(path: Path, *, reporter: Reporter | None = None, sink: BlobSink 
         raise InputFileError(f"{path}: cannot read: {exc.strerror}") from None
     with fh:
         total = os.fstat(fh.fileno()).st_size
-        reporter.task("read", f"reading {Path(path).name}", total=total)
-        _Reader(fh, bundle, reporter, sink).run()
-        reporter.done("read")
-        check_structure(bundle, fh)
+        _read_from(fh, bundle, reporter, sink, total, description or f"reading {Path(path).name}")
     return bundle
+
+
+def _read_from(fh: BinaryIO, bundle: Bundle, reporter: Reporter, sink: BlobSink | None, total: int | None,
+               description: str) -> None:
+    reporter.task("read", description, total=total)
+    _Reader(fh, bundle, reporter, sink).run()
+    reporter.done("read")
+    check_structure(bundle, fh)
 
 
 def _fail(bundle: Bundle, message: str) -> BundleError:
@@ -339,10 +362,15 @@ def _digest_hex(value: Any, where: str, bundle: Bundle) -> str:
     return m.group(1)
 
 
-def _need_blob(bundle: Bundle, hexdigest: str, size: Any, where: str) -> FileRecord:
+def _need_blob(bundle: Bundle, hexdigest: str, size: Any, where: str, *, layer: bool = False) -> FileRecord:
+    """The blob *hexdigest* as shipped; for a *layer* of a delta it may instead be expected on
+    the site (then its size is the one the signed manifest.json lists)."""
     record = bundle.files.get(BLOB_PREFIX + hexdigest)
+    if record is None and layer and hexdigest in bundle.expected:
+        record = FileRecord(BLOB_PREFIX + hexdigest, bundle.expected[hexdigest], hexdigest)
     if record is None:
-        raise _fail(bundle, f"{BLOB_PREFIX}{hexdigest}: missing blob (referenced by {where})")
+        also = "; not listed as expected on site either" if bundle.is_delta else ""
+        raise _fail(bundle, f"{BLOB_PREFIX}{hexdigest}: missing blob (referenced by {where}){also}")
     if size is not None and size != record.size:
         raise _fail(bundle, f"{where}: size {size} differs from blob {hexdigest[:12]} ({record.size} bytes)")
     return record
@@ -356,7 +384,10 @@ def check_structure(bundle: Bundle, fh: BinaryIO) -> None:
     _check_manifest(bundle)
     if bundle.docs["oci-layout"] != OCI_LAYOUT:
         raise _fail(bundle, "oci-layout: not an OCI image layout 1.0.0")
-    index_digests = _check_index(bundle, fh)
+    index_digests, layers = _check_index(bundle, fh)
+    unused = sorted(set(bundle.expected) - layers)
+    if unused:
+        raise _fail(bundle, f"manifest.json: expected_on_site: sha256:{unused[0]} is not a layer of any image")
     _check_release(bundle, index_digests)
     if not isinstance(bundle.docs["inventory.json"], dict) or not isinstance(
         bundle.docs["inventory.json"].get("images"), dict
@@ -383,6 +414,31 @@ def _check_manifest(bundle: Bundle) -> None:
     for path in bundle.files:
         if path != "manifest.json" and path not in listed:
             raise _fail(bundle, f"{path}: not listed in manifest.json")
+    if "expected_on_site" in doc:
+        _check_expected(bundle, doc)
+
+
+def _check_expected(bundle: Bundle, doc: dict[str, Any]) -> None:
+    """A delta's ``expected_on_site``: [{digest, size}], each once, none of them shipped too."""
+    items = doc["expected_on_site"]
+    if not isinstance(items, list) or len(items) > MAX_ENTRIES:
+        raise _fail(bundle, "manifest.json: expected_on_site: expected a list of {digest, size}")
+    if "since" in doc and not isinstance(doc["since"], dict):
+        raise _fail(bundle, "manifest.json: since: expected a mapping")
+    bundle.is_delta = True
+    for i, item in enumerate(items):
+        where = f"manifest.json: expected_on_site[{i}]"
+        if not isinstance(item, dict) or set(item) != {"digest", "size"}:
+            raise _fail(bundle, f"{where}: expected {{digest, size}}")
+        hexdigest = _digest_hex(item["digest"], where, bundle)
+        size = item["size"]
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise _fail(bundle, f"{where}: size: expected an integer >= 0")
+        if hexdigest in bundle.expected:
+            raise _fail(bundle, f"{where}: sha256:{hexdigest} listed twice")
+        if BLOB_PREFIX + hexdigest in bundle.files:
+            raise _fail(bundle, f"{where}: sha256:{hexdigest} is shipped in the bundle too")
+        bundle.expected[hexdigest] = size
 
 
 def _read_back(bundle: Bundle, fh: BinaryIO, record: FileRecord) -> bytes:
@@ -395,13 +451,16 @@ def _read_back(bundle: Bundle, fh: BinaryIO, record: FileRecord) -> bytes:
     return data
 
 
-def _check_index(bundle: Bundle, fh: BinaryIO) -> set[str]:
+def _check_index(bundle: Bundle, fh: BinaryIO) -> tuple[set[str], set[str]]:
+    """Every image manifest of index.json present and its config and layers present (a delta's
+    layers: or expected on site). Returns the manifest digests and the layer digests."""
     index = bundle.docs["index.json"]
     if not isinstance(index, dict) or index.get("schemaVersion") != 2 or not isinstance(
         index.get("manifests"), list
     ):
         raise _fail(bundle, "index.json: not an OCI image index")
     out: set[str] = set()
+    layers: set[str] = set()
     for i, desc in enumerate(index["manifests"]):
         where = f"index.json manifests[{i}]"
         if not isinstance(desc, dict):
@@ -417,12 +476,15 @@ def _check_index(bundle: Bundle, fh: BinaryIO) -> set[str]:
         ):
             raise _fail(bundle, f"{record.path}: not an OCI image manifest")
         mwhere = f"image manifest {hexdigest[:12]}"
-        for desc2 in [manifest["config"], *manifest["layers"]]:
+        for n, desc2 in enumerate([manifest["config"], *manifest["layers"]]):
             if not isinstance(desc2, dict):
                 raise _fail(bundle, f"{mwhere}: not a descriptor")
-            _need_blob(bundle, _digest_hex(desc2.get("digest"), mwhere, bundle), desc2.get("size"), mwhere)
+            blob = _digest_hex(desc2.get("digest"), mwhere, bundle)
+            _need_blob(bundle, blob, desc2.get("size"), mwhere, layer=n > 0)
+            if n > 0:
+                layers.add(blob)
         out.add(hexdigest)
-    return out
+    return out, layers
 
 
 def _check_release(bundle: Bundle, index_digests: set[str]) -> None:

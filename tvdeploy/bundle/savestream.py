@@ -135,9 +135,21 @@ def _member(st: _State, member: tarin.Member, fh: tarin.MemberData) -> None:
         st.small_total += member.size
         st.small[name] = fh.read(member.size)
     else:
-        record = st.layout.stream_blob(fh, member.size)
+        record = st.layout.stream_blob(fh, member.size, layer=_is_layer(st, name))
         st.streamed[name] = record
         _advance(st, record)
+
+
+def _is_layer(st: _State, name: str) -> bool:
+    """Whether a member may be left out of a delta: only layers may (configs and manifests are
+    always shipped). Engine 20.10 names layers ``<id>/layer.tar``; newer engines name every blob
+    ``blobs/sha256/<hex>``, and there only a digest the engine listed as a diff_id counts."""
+    if name.endswith("/layer.tar"):
+        return True
+    if name.startswith("blobs/sha256/"):
+        claimed = f"sha256:{name.rsplit('/', 1)[-1]}"
+        return any(claimed in hint.diff_ids for hint in st.hints)
+    return False
 
 
 def _advance(st: _State, record: FileRecord) -> None:
@@ -166,7 +178,7 @@ def _blob(st: _State, path: str) -> FileRecord:
     if path in st.streamed:
         return st.streamed[path]
     if path in st.small:
-        record = st.layout.add_blob(st.small[path])
+        record = st.layout.add_blob(st.small[path], layer=True)
         _advance(st, record)
         return record
     raise SaveStreamError(f"{path}: referenced by manifest.json but not in the archive")
@@ -177,6 +189,8 @@ def _config_bytes(st: _State, path: str) -> bytes:
     if path in st.small:
         return st.small[path]
     if path in st.streamed:
+        if st.streamed[path].sha256 in st.layout.skipped:
+            raise SaveStreamError(f"{path}: config named like a layer in the docker save archive")
         return st.layout.read_blob(st.streamed[path].sha256)
     raise SaveStreamError(f"{path}: config referenced by manifest.json but not in the archive")
 

@@ -3,6 +3,9 @@
 Subjects are ``manifest.json`` (which lists every file with its sha256) and every blob digest;
 the predicate names the release and its sequence, so a signature cannot be moved to another
 release. Signature files are not subjects: signing never changes what the next signer signs.
+A delta's predicate also lists the layers it expects on the site (digest and size): they are in
+manifest.json too, but naming them in the statement says outright what a signer vouched the
+delta builds on, so it cannot be pointed at other base blobs.
 """
 
 from __future__ import annotations
@@ -17,21 +20,27 @@ STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://trueverit.io/tvdeploy/bundle/v1"
 
 
-def statement(manifest_sha256: str, blob_digests: list[str], release: str, sequence: int) -> dict[str, Any]:
+def statement(manifest_sha256: str, blob_digests: list[str], release: str, sequence: int,
+              expected: dict[str, int] | None = None) -> dict[str, Any]:
+    """*expected* (a delta's layers expected on site, hex -> size); None for a full bundle."""
     subjects = [{"name": "manifest.json", "digest": {"sha256": manifest_sha256}}]
     subjects += [{"name": BLOB_PREFIX + d, "digest": {"sha256": d}} for d in sorted(blob_digests)]
+    predicate: dict[str, Any] = {"format": FORMAT, "release": release, "sequence": sequence}
+    if expected is not None:
+        predicate["expected_on_site"] = [{"digest": f"sha256:{h}", "size": n} for h, n in sorted(expected.items())]
     return {
         "_type": STATEMENT_TYPE,
         "subject": subjects,
         "predicateType": PREDICATE_TYPE,
-        "predicate": {"format": FORMAT, "release": release, "sequence": sequence},
+        "predicate": predicate,
     }
 
 
 def for_bundle(bundle: Any) -> dict[str, Any]:
     """The statement of a bundle read by tvdeploy.bundle.reader (what a signature must cover)."""
     rel = bundle.release
-    return statement(bundle.manifest_sha256, bundle.blob_digests, rel["release"], rel["sequence"])
+    return statement(bundle.manifest_sha256, bundle.blob_digests, rel["release"], rel["sequence"],
+                     bundle.expected if bundle.is_delta else None)
 
 
 def encode(doc: dict[str, Any]) -> bytes:

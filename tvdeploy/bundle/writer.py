@@ -32,6 +32,11 @@ class BuiltBundle:
     manifest_sha256: str
     size: int
     blobs: int
+    expected: dict[str, int] | None = None  # a delta: layer hex -> size, not shipped
+
+    @property
+    def is_delta(self) -> bool:
+        return self.expected is not None
 
 
 def release_document(spec: ReleaseSpec, images: dict[str, SavedImage]) -> dict[str, Any]:
@@ -61,11 +66,24 @@ def inventory_document(spec: ReleaseSpec, images: dict[str, SavedImage]) -> dict
     return {"images": doc}
 
 
-def manifest_document(files: dict[str, FileRecord]) -> dict[str, Any]:
-    return {
+def manifest_document(files: dict[str, FileRecord], expected: dict[str, int] | None = None,
+                      since: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The file manifest; for a delta also the layers it expects on the site (digest, size) and
+    which inventory it was built against."""
+    doc: dict[str, Any] = {
         "format": FORMAT,
         "files": {p: {"size": r.size, "sha256": r.sha256} for p, r in sorted(files.items())},
     }
+    if expected is not None:
+        doc["expected_on_site"] = [{"digest": f"sha256:{h}", "size": n} for h, n in sorted(expected.items())]
+        doc["since"] = dict(since or {})
+    return doc
+
+
+def expected_blobs(images: dict[str, SavedImage], layout: LayoutWriter) -> dict[str, int]:
+    """Layers of the release that the bundle does not carry: the site must hold them."""
+    return {lay.sha256: lay.size for img in images.values() for lay in img.layers
+            if not layout.has_blob(lay.sha256)}
 
 
 def match_images(spec: ReleaseSpec, saved: list[SavedImage],
@@ -99,25 +117,35 @@ def _temporary_beside(output: Path) -> Iterator[tuple[BinaryIO, Path]]:
         raise
 
 
+@dataclass(frozen=True)
+class Since:
+    """A delta's base: the layer digests (hex) the site holds, and where that list came from
+    (site, release: recorded in the bundle's manifest.json for people reading it)."""
+
+    have: frozenset[str]
+    about: dict[str, Any]
+
+
 def write_bundle(output: Path, spec: ReleaseSpec, stream: tarout.Source, *,
                  hints: list[ImageHint] | None = None, reporter: Reporter | None = None,
-                 source_name: str = "docker save stream") -> BuiltBundle:
-    """Convert the ``docker save`` *stream* of the spec's images into the bundle *output*."""
+                 source_name: str = "docker save stream", since: Since | None = None) -> BuiltBundle:
+    """Convert the ``docker save`` *stream* of the spec's images into the bundle *output*; with
+    *since*, a delta that leaves out the layers the site holds."""
     reporter = reporter or NullReporter()
     if output.is_dir():
         raise TvdeployError(f"{output}: is a directory, expected the bundle file to write")
     if not output.parent.is_dir():
         raise TvdeployError(f"{output.parent}: folder does not exist")
     try:
-        return _write(output, spec, stream, hints or [], reporter, source_name)
+        return _write(output, spec, stream, hints or [], reporter, source_name, since)
     except OSError as exc:  # reading is guarded in convert(): this is the output
         raise TvdeployError(f"{output}: cannot write: {exc.strerror or exc}") from None
 
 
 def _write(output: Path, spec: ReleaseSpec, stream: tarout.Source, hints: list[ImageHint],
-           reporter: Reporter, source_name: str) -> BuiltBundle:
+           reporter: Reporter, source_name: str, since: Since | None) -> BuiltBundle:
     with _temporary_beside(output) as (fh, tmp):
-        layout = LayoutWriter(fh)
+        layout = LayoutWriter(fh, skip=since.have if since else frozenset())
         layout.start()
         try:
             saved = convert(stream, layout, hints=hints, reporter=reporter)
@@ -131,7 +159,9 @@ def _write(output: Path, spec: ReleaseSpec, stream: tarout.Source, hints: list[I
         layout.add_file("release.json", json_bytes(release))
         layout.add_file("inventory.json", json_bytes(inventory_document(spec, images)))
         files = dict(layout.files)
-        manifest = tarout.write_bytes(fh, "manifest.json", json_bytes(manifest_document(files)))
+        expected = expected_blobs(images, layout) if since is not None else None
+        manifest_doc = manifest_document(files, expected, since.about if since else None)
+        manifest = tarout.write_bytes(fh, "manifest.json", json_bytes(manifest_doc))
         tarout.write_dir(fh, "signatures")
         fh.write(tarout.END_OF_ARCHIVE)
         fh.truncate()
@@ -139,13 +169,13 @@ def _write(output: Path, spec: ReleaseSpec, stream: tarout.Source, hints: list[I
         os.fsync(fh.fileno())
         size = fh.tell()
         os.replace(tmp, output)
-    return BuiltBundle(output, release, manifest.sha256, size, len(layout.offsets))
+    return BuiltBundle(output, release, manifest.sha256, size, len(layout.offsets), expected)
 
 
 def build_from_engine(output: Path, spec: ReleaseSpec, docker_host: str,
                       reporter: Reporter | None = None,
                       while_staging: Callable[[], None] | None = None,
-                      early: Any = None) -> BuiltBundle:
+                      early: Any = None, since: Since | None = None) -> BuiltBundle:
     """Build *output* from the build engine at *docker_host*.
 
     The save request goes out first (or went out already: *early*, from engine.start_early):
@@ -165,4 +195,4 @@ def build_from_engine(output: Path, spec: ReleaseSpec, docker_host: str,
             while_staging()
         stream.wait()
         return write_bundle(output, spec, stream, hints=hints, reporter=reporter,
-                            source_name=f"build engine {docker_host}")
+                            source_name=f"build engine {docker_host}", since=since)

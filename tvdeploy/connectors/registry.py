@@ -247,10 +247,14 @@ class Registry:
         return digest
 
     def _paged(self, path: str, key: str, what: str) -> list[str]:
+        """Every item of a paginated list; a repository without manifests (only blobs, e.g.
+        after an interrupted first push) answers 404 and lists nothing."""
         out: list[str] = []
         url: str | None = f"{path}?n=1000"
         while url is not None and len(out) < MAX_LIST:
-            resp = self._request("GET", url, what, (200,))
+            resp = self._request("GET", url, what, (200, 404))
+            if resp.status_code == 404:
+                return out
             try:
                 items = resp.json().get(key) or []
             except ValueError:

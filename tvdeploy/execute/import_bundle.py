@@ -20,7 +20,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +31,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from tvdeploy import state
 from tvdeploy.bundle.dockerload import LoadImage
 from tvdeploy.bundle.layout import BLOB_PREFIX
-from tvdeploy.errors import ConnectionFailed, TvdeployError, VerificationError
+from tvdeploy.errors import ConnectionFailed, RefusedError, TvdeployError, VerificationError
 from tvdeploy.release import import_state as S
 
 if TYPE_CHECKING:
@@ -102,6 +104,11 @@ class BundleFile:
             return cast(BinaryIO, ChunkedReader(Path(self.bundle.path), self.verified.chunks.index))
         return open(self.bundle.path, "rb")  # noqa: SIM115 - the caller closes it
 
+    @property
+    def shipped(self) -> frozenset[str]:
+        """Hex digests of the blobs this bundle carries (a delta carries only some)."""
+        return frozenset(self.bundle.blob_digests)
+
     def where(self, hexd: str) -> tuple[int, int]:
         name = BLOB_PREFIX + hexd
         return self.bundle.data_offsets[name], self.bundle.files[name].size
@@ -166,18 +173,20 @@ def read_local_last(site: Site) -> S.Completed | None:
 
 
 def read_site_last(site: Site, pool: SSHPool) -> S.Completed | None:
-    """The highest record on the managers (any manager may have been replaced)."""
-    found: list[S.Completed | None] = []
-    for node in site.managers:
+    """The highest record on the managers (any manager may have been replaced); read in parallel."""
+    from tvdeploy.execute.parallel import for_each
+
+    def one(node: Any) -> S.Completed | None:
         text = pool.get(node.name).run(f"cat {SITE_RECORD} 2>/dev/null || true", check=False).stdout
         if not text.strip():
-            continue
+            return None
         try:
-            found.append(S.Completed.from_json(json.loads(text), f"node {node.name}: {SITE_RECORD}"))
+            return S.Completed.from_json(json.loads(text), f"node {node.name}: {SITE_RECORD}")
         except ValueError as exc:
             raise TvdeployError(f"node {node.name}: {SITE_RECORD}: damaged record of the last import ({exc})") \
                 from None
-    return S.latest(found)
+
+    return S.latest(for_each(site.managers, one, label=lambda n: f"node {n.name}"))
 
 
 def write_completed(site: Site, pool: SSHPool, done: S.Completed) -> None:
@@ -188,6 +197,24 @@ def write_completed(site: Site, pool: SSHPool, done: S.Completed) -> None:
     for_each(site.managers, lambda n: pool.get(n.name).put_files([FileSpec(SITE_RECORD, data, 0o644)]),
              label=lambda n: f"node {n.name}")
     state.write_atomic(imports_dir(site) / "last.json", data, mode=0o644)
+
+
+@contextmanager
+def import_lock(site: Site) -> Iterator[None]:
+    """One import per site at a time on this machine (two would interleave one journal)."""
+    import fcntl
+
+    path = imports_dir(site) / "lock"
+    state.ensure_dir(path.parent)
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RefusedError(f"{path}: another bundle import of site {site.site.name} is running") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 class JournalFile:
@@ -238,12 +265,13 @@ class ImportResult:
     bytes_skipped: int = 0
     registry: str | None = None
     nodes: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # phase -> wall time
 
     def to_json(self) -> dict[str, Any]:
         return {"release": self.release, "sequence": self.sequence, "mode": self.mode,
                 "manifest_sha256": self.manifest_sha256, "resumed": self.resumed, "registry": self.registry,
                 "nodes": self.nodes, "bytes_moved": self.bytes_moved, "bytes_skipped": self.bytes_skipped,
-                "images": self.images}
+                "images": self.images, "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
 
 
 def _audit(site: Site, event: str, objects: list[dict[str, str]], outcome: str = "success",
@@ -298,13 +326,28 @@ def import_verified(site: Site, verified: PathVerified, pool: SSHPool, reporter:
                     now: datetime | None = None) -> ImportResult:
     """Steps 3-4 for a bundle that passed ``verify_and_check``."""
     bf = BundleFile(verified)
+    with import_lock(site):
+        return _import_locked(site, verified, bf, pool, reporter, now)
+
+
+def _import_locked(site: Site, verified: PathVerified, bf: BundleFile, pool: SSHPool, reporter: Reporter,
+                   now: datetime | None) -> ImportResult:
     bundle = bf.bundle
     rel = bundle.release
     mode = site.registry.mode
     bundle_obj = _bundle_object(bundle)
+    images = bf.images()
+    try:
+        check_delta(site, bf, images)  # before anything is written, even the journal
+    except RefusedError as exc:
+        _audit(site, "bundle.import", [bundle_obj], outcome="refused", error=exc.message)
+        raise
     jfile = JournalFile(site)
     journal = jfile.load()
     resumed = journal is not None and journal.same_bundle(bundle.manifest_sha256, mode)
+    if journal is not None and not resumed:
+        reporter.warn(f"an interrupted import of release {journal.release} (sequence {journal.sequence}) is "
+                      "abandoned; its blobs already on the site are reused")
     if journal is None or not resumed:
         journal = S.Journal(bundle.manifest_sha256, rel["release"], rel["sequence"], mode)
         jfile.start(journal)
@@ -313,13 +356,13 @@ def import_verified(site: Site, verified: PathVerified, pool: SSHPool, reporter:
                                                       "resumed": "yes" if resumed else "no"}, *signers])
     result = ImportResult(rel["release"], rel["sequence"], mode, bundle.manifest_sha256, resumed)
     try:
-        images = bf.images()
         if mode == "site-registry":
             _to_registry(site, bf, images, pool, journal, jfile, reporter, result, now or datetime.now(UTC))
         else:
             _to_nodes(site, bf, images, journal, jfile, reporter, result)
         done = S.Completed(rel["release"], rel["sequence"], bundle.manifest_sha256, mode,
-                           datetime.now(UTC).isoformat(timespec="seconds"))
+                           datetime.now(UTC).isoformat(timespec="seconds"),
+                           {img.service: img.digest for img in images})
         write_completed(site, pool, done)
     except TvdeployError as exc:
         _audit(site, "bundle.import", [bundle_obj], outcome="failure", error=exc.message)
@@ -328,6 +371,49 @@ def import_verified(site: Site, verified: PathVerified, pool: SSHPool, reporter:
     _audit(site, "bundle.import", [bundle_obj, *[
         {"type": "image", "name": svc, "digest": d} for svc, d in result.images.items()]])
     return result
+
+
+def needed_base(images: list[BundleImage], shipped: frozenset[str]) -> dict[str, list[str]]:
+    """Blobs the release uses but the bundle does not ship (a delta): digest -> services."""
+    needed: dict[str, list[str]] = {}
+    for img in images:
+        for hexd, _size in img.blobs:
+            if hexd not in shipped:
+                needed.setdefault(f"sha256:{hexd}", []).append(img.service)
+    return needed
+
+
+def check_delta(site: Site, bf: BundleFile, images: list[BundleImage]) -> None:
+    """A delta is refused, with the list, unless the site holds every blob it does not ship."""
+    if not needed_base(images, bf.shipped):
+        return
+    if site.registry.mode == "site-registry":
+        from tvdeploy.release.site_registry import open_registry
+
+        with open_registry(site) as reg:
+            check_delta_on_registry(reg, images, bf.shipped, str(bf.bundle.path))
+        return
+    refusal = S.missing_base(needed_base(images, bf.shipped), _nodes_blobs(site))
+    if refusal is not None:
+        raise refusal
+
+
+def check_delta_on_registry(reg: Registry, images: list[BundleImage], shipped: frozenset[str],
+                            where: str) -> None:
+    """Refuse a delta whose base blobs are not all in the site registry, before any push."""
+    needed = needed_base(images, shipped)
+    if not needed:
+        return
+    try:
+        reg.ping()
+    except ConnectionFailed as exc:
+        raise RefusedError(f"{where}: a delta bundle needs the site registry it was made for, and "
+                             f"{exc.message}") from None
+    repos = sorted({img.repo for img in images})
+    present = {d for d in needed if any(reg.blob_exists(repo, d) for repo in repos)}
+    refusal = S.missing_base(needed, present)
+    if refusal is not None:
+        raise refusal
 
 
 # -- site-registry mode -------------------------------------------------------------------------
@@ -358,7 +444,9 @@ def _to_registry(site: Site, bf: BundleFile, images: list[BundleImage], pool: SS
     result.registry = ep.host
     image_id, archive = _registry_archive(bf, images)
     with open_registry(site) as reg:
+        start = time.monotonic()
         deployed = ensure_registry(site, pool, reg, image_id, archive, reporter, now)
+        result.seconds["registry"] = time.monotonic() - start
         if deployed.created or deployed.certificate_sha256:
             objects = [{"type": "service", "name": "tv-registry", "node": ep.node, "address": ep.host}]
             if image_id:
@@ -368,6 +456,7 @@ def _to_registry(site: Site, bf: BundleFile, images: list[BundleImage], pool: SS
                                 "digest": f"sha256:{deployed.certificate_sha256}"})
             _audit(site, "registry.deploy", objects)
         holders: dict[str, str] = {}
+        start = time.monotonic()
         with bf.open() as fh:
             for img in images:
                 stats = push_image(reg, bf, fh, img, images, holders, journal, jfile, reporter)
@@ -376,7 +465,10 @@ def _to_registry(site: Site, bf: BundleFile, images: list[BundleImage], pool: SS
                 _audit(site, "bundle.import.image", [
                     {"type": "image", "name": f"{ep.host}/{img.repo}", "digest": img.digest,
                      "moved_bytes": str(stats.moved), "skipped_bytes": str(stats.skipped)}])
+        result.seconds["push"] = time.monotonic() - start
+        start = time.monotonic()
         read_back(reg, images)
+        result.seconds["read_back"] = time.monotonic() - start
     for img in images:
         result.images[img.service] = f"{ep.host}/{img.repo}@{img.digest}"
     reporter.info(f"{len(images)} images in {ep.host}: {_human(result.bytes_moved)} moved, "
@@ -403,6 +495,9 @@ def push_image(reg: Registry, bf: BundleFile, fh: BinaryIO, img: BundleImage, im
             source = holders.get(hexd) or _find_elsewhere(reg, img, images, hexd)
             location = reg.mount_blob(img.repo, digest, source) if source else None
             present = source is not None and location is None
+        if not present and hexd not in bf.shipped:
+            raise RefusedError(f"{reg.where}: {img.repo}: base blob {digest} of the delta is gone from the "
+                                 "registry")
         if present:
             stats.skipped += size
             stats.present += 1
@@ -464,7 +559,9 @@ def _to_nodes(site: Site, bf: BundleFile, images: list[BundleImage], journal: S.
                 jfile.add(journal, {"loaded": f"{node.name}/{img.service}"})
         return stats
 
+    start = time.monotonic()
     all_stats = for_each(site.nodes, one, limit=4, label=lambda n: f"node {n.name}")
+    result.seconds["load"] = time.monotonic() - start
     result.bytes_moved = sum(s.moved for s in all_stats)
     result.bytes_skipped = sum(s.skipped for s in all_stats)
     result.nodes = [n.name for n in site.nodes]
@@ -494,14 +591,15 @@ def load_on_node(site: Site, node: Any, bf: BundleFile, images: list[BundleImage
         key = f"load.{node.name}"
         if missing:
             loads = [i.load_image() for i in missing]
-            byte_task(reporter, key, f"{node.name}: loading {len(missing)} image(s)", archive_size(loads))
+            absent = frozenset(h for i in missing for h, _s in i.layers if h not in bf.shipped)
+            byte_task(reporter, key, f"{node.name}: loading {len(missing)} image(s)", archive_size(loads, absent))
             with bf.open() as fh:
                 def counted() -> Iterator[bytes]:
-                    for chunk in stream(loads, lambda hexd, _size: bf.chunks(fh, hexd)):
+                    for chunk in stream(loads, lambda hexd, _size: bf.chunks(fh, hexd), absent):
                         reporter.advance(key, len(chunk))
                         yield chunk
                 load(api, counted(), node.name)
-            stats.moved = sum(i.size for i in missing)
+            stats.moved = sum(size for i in missing for h, size in i.blobs if h in bf.shipped)
             reporter.done(key, f"{node.name}: {len(missing)} image(s) loaded")
         for img in images:
             want = img.load_image().image_id
@@ -522,3 +620,40 @@ def load_on_node(site: Site, node: Any, bf: BundleFile, images: list[BundleImage
     finally:
         api.close()
     return stats
+
+
+# -- site inventory (for deltas) ---------------------------------------------------------------------
+
+def site_inventory(site: Site, pool: SSHPool, signer: tuple[Any, str]) -> tuple[int, S.Completed | None, bytes]:
+    """(number of blobs, last completed import, the signed HAVE.json bytes) of what the site holds,
+    in ``tvdeploy.bundle.inventory``'s format (what ``bundle build --since`` reads)."""
+    from tvdeploy.bundle.inventory import make_inventory
+    from tvdeploy.release import site_inventory as inv
+
+    last = S.latest([read_local_last(site), read_site_last(site, pool)])
+    if site.registry.mode == "site-registry":
+        from tvdeploy.release.site_registry import open_registry
+
+        with open_registry(site) as reg:
+            blobs = inv.registry_blobs(reg)
+    else:
+        blobs = _nodes_blobs(site)
+    release = None if last is None else {"release": last.release, "sequence": last.sequence,
+                                         "images": last.images}
+    return len(blobs), last, make_inventory(site.site.name, blobs, release, signer)
+
+
+def _nodes_blobs(site: Site) -> set[str]:
+    from tvdeploy.execute.parallel import for_each
+    from tvdeploy.release import site_inventory as inv
+    from tvdeploy.release.site_registry import docker_client
+
+    def one(node: Any) -> set[str]:
+        api = docker_client(site, node).api
+        try:
+            return inv.node_blobs([api.inspect_image(i["Id"]) for i in api.images()])
+        finally:
+            api.close()
+
+    sets = for_each(site.nodes, one, label=lambda n: f"node {n.name}")
+    return set.intersection(*sets) if sets else set()

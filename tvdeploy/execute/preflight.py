@@ -95,56 +95,56 @@ def listening_now(host_facts: dict[str, Any]) -> set[tuple[str, int]]:
     return out
 
 
-def gather_hosts(site: Site, pool: SSHPool, reporter: Reporter) -> tuple[dict[str, HostFacts], dict[str, str]]:
-    """Host facts of every reachable node; the others with the one-line reason."""
-    from tvdeploy.execute.parallel import for_each
+def probe_from(site: Site, conn: Any, src: str) -> dict[PortKey, str]:
+    """Run the port probe on *src* (an open SSH connection to it)."""
+    targets = port_targets(site, src)
+    if not targets:
+        return {}
+    try:
+        res = conn.run(port_script(targets), check=False, timeout=PROBE_TIMEOUT_S * 4 + 10)
+    except TvdeployError as exc:
+        log.debug("port probe from %s failed: %s", src, exc)
+        return {(src, n, p, "tcp"): "skipped" for n, _a, p in targets}
+    return parse_port_output(src, targets, res.stdout)
+
+
+def inspect_node(site: Site, pool: SSHPool, name: str) -> tuple[HostFacts | str, dict[PortKey, str]]:
+    """One node: host facts and its port probe at the same time, on two channels of ONE SSH
+    connection (the probe does not depend on the facts; only the judging does). A node that
+    cannot be reached gives its one-line reason instead of facts."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from tvdeploy.facts.host import gather
 
-    reporter.task("swarm.facts", f"reading facts of {len(site.nodes)} node(s)", total=len(site.nodes))
-
-    def one(name: str) -> tuple[str, HostFacts | str]:
+    try:
+        conn = pool.get(name)
+    except TvdeployError as exc:
+        return exc.message, {}
+    with ThreadPoolExecutor(max_workers=1) as side:
+        probing = side.submit(probe_from, site, conn, name)
         try:
-            facts: HostFacts | str = gather(name, pool.get(name))
+            facts: HostFacts | str = gather(name, conn)
         except TvdeployError as exc:
             facts = exc.message
-        reporter.advance("swarm.facts")
-        return name, facts
-
-    results = for_each([n.name for n in site.nodes], one, label=lambda n: f"node {n}")
-    reporter.done("swarm.facts")
-    facts = {n: f for n, f in results if not isinstance(f, str)}
-    unreachable = {n: f for n, f in results if isinstance(f, str)}
-    return facts, unreachable
-
-
-def probe_ports(site: Site, pool: SSHPool, names: list[str]) -> dict[PortKey, str]:
-    from tvdeploy.execute.parallel import for_each
-
-    def one(src: str) -> dict[PortKey, str]:
-        targets = port_targets(site, src)
-        if not targets:
-            return {}
-        try:
-            res = pool.get(src).run(port_script(targets), check=False, timeout=PROBE_TIMEOUT_S * 4 + 10)
-        except TvdeployError as exc:
-            log.debug("port probe from %s failed: %s", src, exc)
-            return {(src, n, p, "tcp"): "skipped" for n, _a, p in targets}
-        return parse_port_output(src, targets, res.stdout)
-
-    merged: dict[PortKey, str] = {}
-    for part in for_each(names, one, label=lambda n: f"node {n}"):
-        merged.update(part)
-    return merged
+        ports = probing.result()
+    return facts, ports
 
 
 def run_preflight(site: Site, pool: SSHPool, reporter: Reporter) -> PreflightResult:
-    """Host facts and port probes run at the same time (separate SSH channels): the probes do
-    not depend on the facts, only the judging does."""
-    from concurrent.futures import ThreadPoolExecutor
+    from tvdeploy.execute.parallel import for_each
 
-    with ThreadPoolExecutor(max_workers=1) as side:
-        probing = side.submit(probe_ports, site, pool, [n.name for n in site.nodes])
-        facts, unreachable = gather_hosts(site, pool, reporter)
-        ports = {k: v for k, v in probing.result().items() if k[0] in facts}
+    reporter.task("swarm.facts", f"reading facts of {len(site.nodes)} node(s)", total=len(site.nodes))
+
+    def one(name: str) -> tuple[HostFacts | str, dict[PortKey, str]]:
+        result = inspect_node(site, pool, name)
+        reporter.advance("swarm.facts")
+        return result
+
+    names = [n.name for n in site.nodes]
+    results = dict(zip(names, for_each(names, one, label=lambda n: f"node {n}"), strict=True))
+    reporter.done("swarm.facts")
+    facts = {n: f for n, (f, _p) in results.items() if not isinstance(f, str)}
+    unreachable = {n: f for n, (f, _p) in results.items() if isinstance(f, str)}
+    ports = {k: v for n, (_f, p) in results.items() if n in facts for k, v in p.items()}
     findings = preflight(site, facts, unreachable, ports, listening_now(facts))
     return PreflightResult(facts, unreachable, ports, findings)

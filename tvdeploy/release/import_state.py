@@ -28,10 +28,11 @@ class Completed:
     manifest_sha256: str
     mode: str = ""
     time: str = ""
+    images: dict[str, str] = field(default_factory=dict)  # service -> manifest digest
 
     def to_json(self) -> dict[str, Any]:
         return {"release": self.release, "sequence": self.sequence, "manifest_sha256": self.manifest_sha256,
-                "mode": self.mode, "time": self.time}
+                "mode": self.mode, "time": self.time, "images": dict(self.images)}
 
     @classmethod
     def from_json(cls, doc: Any, where: str) -> Completed:
@@ -43,7 +44,11 @@ class Completed:
             raise ValueError(f"{where}: sequence: expected an integer >= 1")
         if not isinstance(digest, str) or len(digest) != 64:
             raise ValueError(f"{where}: manifest_sha256: expected 64 hex digits")
-        return cls(str(doc.get("release", "")), seq, digest, str(doc.get("mode", "")), str(doc.get("time", "")))
+        images = doc.get("images") or {}
+        if not isinstance(images, dict) or not all(isinstance(v, str) for v in images.values()):
+            raise ValueError(f"{where}: images: expected {{service: digest}}")
+        return cls(str(doc.get("release", "")), seq, digest, str(doc.get("mode", "")), str(doc.get("time", "")),
+                   {str(k): v for k, v in images.items()})
 
 
 def latest(records: list[Completed | None]) -> Completed | None:
@@ -124,3 +129,16 @@ def apply_record(journal: Journal, rec: dict[str, Any]) -> None:
         journal.images[rec["image"]] = rec["digest"]
     elif isinstance(rec.get("loaded"), str):
         journal.nodes.add(rec["loaded"])
+
+
+def missing_base(needed: dict[str, list[str]], present: set[str], limit: int = 5) -> RefusedError | None:
+    """A delta's refusal when blobs it does not ship are not on the site: *needed* maps each
+    not-shipped blob digest to the images that use it; the message lists the first *limit*,
+    ``details`` has every one."""
+    missing = sorted(d for d in needed if d not in present)
+    if not missing:
+        return None
+    lines = [f"{d} (used by {', '.join(sorted(set(needed[d])))})" for d in missing]
+    shown = "; ".join(lines[:limit]) + (f"; and {len(lines) - limit} more" if len(lines) > limit else "")
+    return RefusedError(f"delta bundle: {len(missing)} base blob(s) it expects are not on this site: {shown}",
+                        details=lines[limit:])

@@ -235,7 +235,7 @@ def wait_ready(registry: Registry, timeout: float = READY_SECONDS) -> None:
             return
         except ConnectionFailed as exc:
             last = exc
-            time.sleep(1.0)
+            time.sleep(0.25)
     raise ConnectionFailed(f"{registry.where}: did not answer within {timeout:.0f} s after deploy"
                            + (f" ({last.message})" if last else ""))
 
@@ -260,8 +260,8 @@ def ensure_registry(site: Site, pool: SSHPool, registry: Registry, image_id: str
         existing = find_service(api)
         if existing is not None:
             if cert_sha is not None:
-                api.update_service(existing["ID"], existing["Version"]["Index"], force_update=True,
-                                   **_update_args(existing))
+                # A new certificate on disk: restart the task so the registry reads it.
+                api.update_service(existing["ID"], existing["Version"]["Index"], **restart_args(existing))
             wait_ready(registry)
             return Deployed(False, False, cert_sha)
         if image_id is None or archive is None:
@@ -281,9 +281,12 @@ def ensure_registry(site: Site, pool: SSHPool, registry: Registry, image_id: str
         api.close()
 
 
-def _update_args(existing: dict[str, Any]) -> dict[str, Any]:
+def restart_args(existing: dict[str, Any]) -> dict[str, Any]:
+    """``update_service`` arguments that keep the spec and bump ForceUpdate (a task restart)."""
     spec = existing["Spec"]
-    return {"task_template": spec["TaskTemplate"], "name": spec["Name"], "labels": spec.get("Labels"),
+    template = dict(spec["TaskTemplate"])
+    template["ForceUpdate"] = int(template.get("ForceUpdate") or 0) + 1
+    return {"task_template": template, "name": spec["Name"], "labels": spec.get("Labels"),
             "mode": spec.get("Mode"), "endpoint_spec": spec.get("EndpointSpec")}
 
 

@@ -1,4 +1,5 @@
-"""tvdeploy bundle build SPEC --engine DOCKER_HOST -o BUNDLE | sign | verify | inspect"""
+"""tvdeploy bundle build SPEC --engine DOCKER_HOST -o BUNDLE [--since HAVE.json] [--chunk-size SIZE --key NAME]
+| sign | verify | inspect: each accepts a bundle file or a chunk folder (sign refuses a folder)."""
 
 from __future__ import annotations
 
@@ -40,45 +41,199 @@ def _key_names() -> dict[str, str]:
     return {k.key_id: k.name for k in list_keys()}
 
 
+def _check_size(value: str | None) -> str | None:
+    """Checked while parsing, so a bad --chunk-size is a usage error whatever else is missing."""
+    from tvdeploy.bundle.sizes import parse_size
+
+    if value is None:
+        return None
+    try:
+        parse_size(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+def _since(path: Path | None, key_files: list[Path]) -> Any:
+    """The delta base from a signed site inventory, checked against --inventory-key keys (or
+    the local operator key)."""
+    if path is None:
+        if key_files:
+            from tvdeploy.errors import RefusedError
+
+            raise RefusedError("--inventory-key: only meaningful with --since HAVE.json")
+        return None
+    from tvdeploy.bundle.delta import since
+    from tvdeploy.bundle.inventory import read_inventory
+    from tvdeploy.keys.store import read_public_key_file
+
+    keys = [read_public_key_file(f) for f in key_files] or None
+    return since(read_inventory(path, keys))
+
+
+def _signers(keys: list[str], passphrase: str | None) -> list[tuple[Any, str]]:
+    from tvdeploy.keys.store import key_id, load_private_key, passphrase_from_reference
+
+    secret = passphrase_from_reference(passphrase, "--passphrase")
+    out = []
+    for name in dict.fromkeys(keys):
+        private_key = load_private_key(name, secret)
+        out.append((private_key, key_id(private_key.public_key())))
+    return out
+
+
+def _delta_text(shipped: int, expected: dict[str, int]) -> str:
+    return (f"delta: {shipped} blobs shipped, {len(expected)} expected on site "
+            f"({_human_size(sum(expected.values()))} left to the site)")
+
+
 @bundle_app.command("build")
 def build(
     spec: Path = typer.Argument(..., help="Release spec (YAML: release, sequence, images).", show_default=False),
     engine: str = typer.Option(..., "--engine", metavar="DOCKER_HOST",
                                help="The build engine: unix:///path/docker.sock or tcp://HOST:PORT.",
                                show_default=False),
-    output: Path = typer.Option(..., "-o", "--output", help="Bundle file to write.", show_default=False),
+    output: Path = typer.Option(..., "-o", "--output",
+                                help="Bundle file to write (with --chunk-size: the chunk folder).",
+                                show_default=False),
+    since_file: Path | None = typer.Option(None, "--since", metavar="HAVE.json",
+                                           help="Build a delta: leave out the layers this signed site inventory "
+                                                "lists (bundle inventory SITE -o HAVE.json)."),
+    inventory_keys: list[str] = typer.Option([], "--inventory-key", metavar="FILE",
+                                             help="Public key that may have signed the inventory (repeatable; "
+                                                  "default: the local operator key)."),
+    chunk_size: str | None = typer.Option(None, "--chunk-size", metavar="SIZE", callback=_check_size,
+                                          help="Split the signed bundle into chunks of SIZE (100MiB, 4GiB, dvd) "
+                                               "in the folder -o; needs --key."),
+    keys: list[str] = typer.Option([], "--key", metavar="NAME",
+                                   help="Sign the bundle (and the chunk index) with this key (repeatable)."),
+    passphrase: str | None = typer.Option(None, "--passphrase", metavar="env:VAR|file:PATH",
+                                          help="Where the keys' passphrase comes from."),
 ) -> None:
     """Stream the spec's images out of the build engine into one bundle tar (OCI layout, release
-    manifest, inventory, file manifest, empty signatures/)."""
+    manifest, inventory, file manifest, empty signatures/); optionally a delta, signed, split."""
+    import dataclasses
+
     from tvdeploy.bundle.engine import start_early
 
+    if chunk_size is not None and not keys:
+        raise typer.BadParameter("--chunk-size needs --key NAME: sign the bundle before it is split",
+                                 param_hint="--chunk-size")
     # The engine stages all images before it sends a byte: ask first, import and check meanwhile.
     early = start_early(engine, spec)
     try:
-        from tvdeploy.audit.recorder import record_global, signing_key
-        from tvdeploy.bundle.writer import build_from_engine
-        from tvdeploy.cli.options import OPTIONS
-        from tvdeploy.cli.output import emit_json, out
+        from tvdeploy.audit.recorder import signing_key
         from tvdeploy.release.spec import load_release_spec
 
         release_spec = load_release_spec(spec)
-        # The audit record needs the operator key: unlock it before the long part.
-        built = build_from_engine(output, release_spec, engine, reporter=_reporter(), while_staging=signing_key,
-                                  early=early)
+        since = _since(since_file, [Path(k) for k in inventory_keys])
+        signers = _signers(keys, passphrase)
+        if chunk_size is None:
+            built = _build(output, release_spec, engine, since, early, signing_key)
+            if signers:
+                _sign_built(output, signers)
+                built = dataclasses.replace(built, size=output.stat().st_size)
+        else:
+            built = _build_split(output, release_spec, engine, since, early, signing_key, chunk_size, keys, signers)
     finally:
         if early is not None:
             early.close()
-    objects = [{"type": "bundle", "name": str(output.resolve()), "digest": f"sha256:{built.manifest_sha256}"}]
+    _report_build(output, built, chunk_size is not None)
+
+
+def _build(output: Path, spec: Any, engine: str, since: Any, early: Any, unlock: Any,
+           label: Path | None = None) -> Any:
+    """Build *output* and record it (as *label*: the chunk folder when the file is temporary)."""
+    from tvdeploy.audit.recorder import record_global
+    from tvdeploy.bundle.writer import build_from_engine
+
+    # The audit record needs the operator key: unlock it before the long part.
+    built = build_from_engine(output, spec, engine, reporter=_reporter(), while_staging=unlock, early=early,
+                              since=since)
+    objects = [{"type": "bundle", "name": str((label or output).resolve()),
+                "digest": f"sha256:{built.manifest_sha256}"}]
+    if since is not None:
+        objects.append({"type": "inventory", "name": str(since.about.get("site", "")),
+                        "digest": f"sha256:{since.about.get('inventory_sha256', '')}",
+                        "expected_on_site": str(len(built.expected or {}))})
     objects += [{"type": "image", "name": svc, "digest": img["digest"]}
                 for svc, img in built.release["images"].items()]
     record_global("bundle.build", objects=objects)
+    return built
+
+
+def _sign_built(bundle: Path, signers: list[tuple[Any, str]]) -> None:
+    from tvdeploy.audit.recorder import record_global
+    from tvdeploy.bundle.sign import sign_bundle
+
+    for private_key, kid in signers:
+        signed = sign_bundle(bundle, private_key, kid)
+        record_global("bundle.sign", objects=[
+            {"type": "bundle", "name": str(bundle.resolve()), "digest": f"sha256:{signed.manifest_sha256}"},
+            {"type": "key", "name": _key_names().get(kid, kid[:16]), "key_id": kid},
+        ])
+
+
+def _build_split(output: Path, spec: Any, engine: str, since: Any, early: Any, unlock: Any, chunk_size: str,
+                 keys: list[str], signers: list[tuple[Any, str]]) -> Any:
+    """Build and sign into a temporary folder beside the chunk folder *output*, split, then drop
+    the bundle file: the chunk folder is the result (``bundle join`` gives the file back)."""
+    import dataclasses
+    import shutil
+    import tempfile
+
+    from tvdeploy.audit.recorder import record_global
+    from tvdeploy.bundle.chunks import split_bundle
+    from tvdeploy.bundle.sizes import parse_size
+    from tvdeploy.errors import InputFileError
+
+    if not output.parent.is_dir():
+        raise InputFileError(f"{output.parent}: folder does not exist")
+    work = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.build-"))
+    try:
+        bundle = work / f"{output.name.removesuffix('.tar')}.tar"
+        built = _build(bundle, spec, engine, since, early, unlock, label=output)
+        _sign_built(bundle, signers)
+        built = dataclasses.replace(built, size=bundle.stat().st_size)
+        result = split_bundle(bundle, parse_size(chunk_size), output, signers, reporter=_reporter())
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    record_global("bundle.split", objects=[
+        {"type": "bundle", "name": bundle.name, "digest": f"sha256:{result.index.sha256}"},
+        {"type": "chunk-index", "name": str((output / "chunks.json").resolve()),
+         "digest": f"sha256:{result.index_sha256}", "chunks": str(len(result.index.chunks))},
+        *({"type": "key", "name": n, "key_id": k} for n, (_p, k) in zip(dict.fromkeys(keys), signers, strict=True)),
+    ])
+    return built, result
+
+
+def _report_build(output: Path, built: Any, split: bool) -> None:
+    from tvdeploy.bundle.sizes import format_size
+    from tvdeploy.cli.options import OPTIONS
+    from tvdeploy.cli.output import emit_json, out
+
+    result = None
+    if split:
+        built, result = built
     if OPTIONS.json:
-        emit_json({"bundle": str(output), "size": built.size, "blobs": built.blobs,
-                   "manifest_sha256": built.manifest_sha256, "release": built.release})
+        doc: dict[str, Any] = {"bundle": str(output), "size": built.size, "blobs": built.blobs,
+                               "manifest_sha256": built.manifest_sha256, "release": built.release,
+                               "delta": built.is_delta}
+        if built.is_delta:
+            doc["expected_on_site"] = [{"digest": f"sha256:{h}", "size": n} for h, n in sorted(built.expected.items())]
+        if result is not None:
+            doc["chunks"] = [{"name": c.name, "size": c.size, "sha256": c.sha256} for c in result.index.chunks]
+            doc["index_sha256"] = result.index_sha256
+        emit_json(doc)
         return
     rel = built.release
-    out(f"{output}: release {rel['release']} (sequence {rel['sequence']}), {len(rel['images'])} images, "
-        f"{built.blobs} blobs, {_human_size(built.size)}")
+    what = f"{output}: release {rel['release']} (sequence {rel['sequence']}), {len(rel['images'])} images, " \
+           f"{built.blobs} blobs, {_human_size(built.size)}"
+    if result is not None:
+        what += f", in {len(result.index.chunks)} chunks of {format_size(result.index.chunk_size)}"
+    out(what)
+    if built.is_delta:
+        out(f"{output}: {_delta_text(built.blobs, built.expected)}")
 
 
 @bundle_app.command("sign")
@@ -93,8 +248,14 @@ def sign(
     from tvdeploy.bundle.sign import sign_bundle
     from tvdeploy.cli.options import OPTIONS
     from tvdeploy.cli.output import emit_json, out
+    from tvdeploy.errors import RefusedError
     from tvdeploy.keys.store import key_id, load_private_key, passphrase_from_reference
 
+    if bundle.is_dir():
+        # A signature is appended to the bundle tar: chunks are hashed in a signed index, so
+        # appending to the last chunk would invalidate it. Signing happens before splitting.
+        raise RefusedError(f"{bundle}: is a chunk folder; a chunked bundle cannot be signed: sign the bundle file "
+                           f"before splitting it (bundle join {bundle} -o BUNDLE, sign, split again)")
     private_key = load_private_key(key, passphrase_from_reference(passphrase, "--passphrase"))
     kid = key_id(private_key.public_key())
     signing_key()
@@ -109,16 +270,42 @@ def sign(
     out(f"{bundle}: signed by {key} (key id {kid[:16]}) as {signed.member}")
 
 
+def delta_doc(bundle: Any) -> dict[str, Any]:
+    """What --json says about a verified bundle being a delta."""
+    if not bundle.is_delta:
+        return {"delta": False}
+    return {"delta": True, "since": bundle.since, "shipped_blobs": len(bundle.blob_digests),
+            "expected_on_site": [{"digest": f"sha256:{h}", "size": n} for h, n in sorted(bundle.expected.items())]}
+
+
+def print_delta(where: Path, bundle: Any) -> None:
+    """The delta line of verify (and, with -v, every layer the site must hold)."""
+    from tvdeploy.cli.options import OPTIONS
+    from tvdeploy.cli.output import out
+
+    if not bundle.is_delta:
+        return
+    out(f"{where}: {_delta_text(len(bundle.blob_digests), bundle.expected)}")
+    if OPTIONS.verbose:
+        for h, n in sorted(bundle.expected.items()):
+            out(f"  expected on site: sha256:{h} ({n} bytes)")
+
+
 @bundle_app.command("verify")
 def verify(
-    bundle: Path = typer.Argument(..., help="The bundle file.", show_default=False),
+    bundle: Path = typer.Argument(..., help="The bundle file or chunk folder.", show_default=False),
     trust_root: Path = typer.Option(..., "--trust", metavar="ROOT", help="Trust root file.", show_default=False),
-) -> None:
-    """Re-hash every file and blob of BUNDLE and check that enough distinct trusted keys signed it."""
+) -> int:
+    """Re-hash every file and blob of BUNDLE and check that enough distinct trusted keys signed it.
+    A chunk folder: the signed index and every chunk first (naming the bad ones), then the bundle."""
     from tvdeploy.bundle.verify import VALID, verify_bundle
     from tvdeploy.cli.options import OPTIONS
     from tvdeploy.cli.output import emit_json, out, warn
 
+    if bundle.is_dir():
+        from tvdeploy.cli.commands.bundle_chunks import verify_chunk_folder
+
+        return verify_chunk_folder(bundle, trust_root, chunks_only=False, reporter=_reporter(bar_only=True))
     result = verify_bundle(bundle, trust_root, reporter=_reporter(bar_only=True))
     names = _key_names()
     rel = result.bundle.release
@@ -129,8 +316,9 @@ def verify(
             "threshold": result.root.threshold,
             "signatures": [{"file": c.file, "key_id": c.key_id, "name": names.get(c.key_id),
                             "status": c.status} for c in result.checks],
+            **delta_doc(result.bundle),
         })
-        return
+        return 0
     for c in result.checks:
         if c.status != VALID:
             warn(f"{c.file}: key {c.key_id[:16]}: {c.status} (not counted)")
@@ -139,11 +327,14 @@ def verify(
         f"{len(rel['images'])} images, {len(result.bundle.blob_digests)} blobs; signed by "
         f"{len(result.signers)} distinct trusted keys ({who}), {result.root.threshold} required; "
         f"trust root version {result.root.version}")
+    print_delta(bundle, result.bundle)
+    return 0
 
 
 @bundle_app.command("inspect")
-def inspect(bundle: Path = typer.Argument(..., help="The bundle file.", show_default=False)) -> None:
-    """Show release, images, digests, sizes and signatures of BUNDLE (checked, not trust-verified)."""
+def inspect(bundle: Path = typer.Argument(..., help="The bundle file or chunk folder.", show_default=False)) -> None:
+    """Show release, images, digests, sizes (shipped and, for a delta, expected on site) and
+    signatures of BUNDLE (checked, not trust-verified)."""
     from tvdeploy.bundle.inspect import inspect_bundle
     from tvdeploy.cli.options import OPTIONS
     from tvdeploy.cli.output import emit_json, out, table
@@ -154,8 +345,15 @@ def inspect(bundle: Path = typer.Argument(..., help="The bundle file.", show_def
         return
     out(f"{bundle}: release {doc['release']} (sequence {doc['sequence']}), {len(doc['images'])} images, "
         f"{doc['blobs']} blobs, {_human_size(doc['size'])}")
-    table(None, ["service", "reference", "digest", "size", "layers"],
-          [[svc, i["reference"], i["digest"], _human_size(i["size"] or 0), i["layers"]]
+    if doc["delta"]:
+        base = doc["since"] or {}
+        built_on = f" (built against the inventory of site {base['site']})" if base.get("site") else ""
+        out(f"delta: {_human_size(doc['shipped']['bytes'])} shipped in {doc['shipped']['blobs']} blobs, "
+            f"{_human_size(doc['expected_on_site']['bytes'])} expected on site in "
+            f"{doc['expected_on_site']['blobs']} blobs{built_on}")
+    table(None, ["service", "reference", "digest", "size", "layers", "shipped", "on site"],
+          [[svc, i["reference"], i["digest"], _human_size(i["size"] or 0), i["layers"],
+            _human_size(i["shipped_bytes"]), _human_size(i["expected_bytes"])]
            for svc, i in doc["images"].items()])
     names = _key_names()
     if not doc["signatures"]:

@@ -1,4 +1,7 @@
-"""tvdeploy bundle split BUNDLE --size SIZE -o DIR --key NAME | join DIR -o BUNDLE | verify-chunks DIR"""
+"""tvdeploy bundle split BUNDLE --size SIZE -o DIR --key NAME | join DIR -o BUNDLE | verify-chunks DIR
+
+``bundle verify DIR`` is the same check as ``verify-chunks DIR`` (kept as an alias, with
+``--chunks-only``): both call ``verify_chunk_folder``."""
 
 from __future__ import annotations
 
@@ -130,17 +133,24 @@ def verify_chunks(
                                      help="Check the signed index and the chunks, not the bundle inside."),
 ) -> int:
     """Check a chunk folder: the index's signatures, then every chunk (naming exactly the missing,
-    truncated or corrupt ones), then the bundle inside as `bundle verify` does."""
+    truncated or corrupt ones), then the bundle inside as `bundle verify` does (same as
+    `bundle verify DIR`)."""
+    return verify_chunk_folder(directory, trust_root, chunks_only=chunks_only)
+
+
+def verify_chunk_folder(directory: Path, trust_root: Path, *, chunks_only: bool, reporter: Any = None) -> int:
+    """The chunk-folder verification of ``bundle verify DIR`` and ``bundle verify-chunks DIR``."""
     import sys
     from datetime import UTC, datetime
 
     from tvdeploy.bundle.chunkbundle import judge_bundle, read_chunked_bundle
     from tvdeploy.bundle.chunks import verify_chunk_dir
     from tvdeploy.bundle.sizes import format_size
+    from tvdeploy.cli.commands.bundle import delta_doc, print_delta
     from tvdeploy.cli.options import OPTIONS
     from tvdeploy.cli.output import emit_json, out, warn
 
-    rep = _reporter()
+    rep = reporter if reporter is not None else _reporter()
     report = verify_chunk_dir(directory, trust_root, reporter=rep)
     names = _key_names()
     doc = _report_doc(report, names)
@@ -168,7 +178,8 @@ def verify_chunks(
                 "release": rel["release"], "sequence": rel["sequence"],
                 "manifest_sha256": verified.bundle.manifest_sha256,
                 "signatures": [{"file": c.file, "key_id": c.key_id, "name": names.get(c.key_id), "status": c.status}
-                               for c in verified.checks]}
+                               for c in verified.checks],
+                **delta_doc(verified.bundle)}
         emit_json({**doc, "verified": True})
         return 0
     who = ", ".join(sorted(names.get(k, k[:16]) for k in report.signers))
@@ -181,6 +192,7 @@ def verify_chunks(
         out(f"{directory}: bundle {report.index.bundle} verified: release {rel['release']} (sequence "
             f"{rel['sequence']}), {len(rel['images'])} images, {len(verified.bundle.blob_digests)} blobs; signed by "
             f"{len(verified.signers)} of {verified.root.threshold} required keys ({bwho})")
+        print_delta(directory, verified.bundle)
     return 0
 
 

@@ -47,7 +47,36 @@ def import_bundle(
         + f"; {result.bytes_moved} bytes moved, {result.bytes_skipped} bytes skipped")
 
 
+def inventory(
+    site: Path = typer.Argument(..., help=SITE_ARG_HELP, show_default=False),
+    output: Path = typer.Option(..., "-o", "--output", metavar="HAVE.json", help="Inventory file to write.",
+                                show_default=False),
+) -> None:
+    """Write the blob digests the site holds and its last imported release, signed by the
+    operator key (input of `bundle build --since` for a delta)."""
+    from tvdeploy import state
+    from tvdeploy.audit.recorder import signing_key
+    from tvdeploy.cli.common import load_site
+    from tvdeploy.cli.options import OPTIONS
+    from tvdeploy.cli.output import emit_json, out
+    from tvdeploy.connectors.ssh import SSHPool
+    from tvdeploy.execute.import_bundle import site_inventory
+
+    model = load_site(site)
+    key, kid = signing_key()
+    with SSHPool(model) as pool:
+        count, last, data = site_inventory(model, pool, (key, kid))
+    state.write_atomic(output, data, mode=0o644)
+    if OPTIONS.json:
+        emit_json({"output": str(output), "blobs": count, "key_id": kid,
+                   "last_import": last.to_json() if last else None})
+        return
+    out(f"{output}: {count} blobs on site {model.site.name} ({model.registry.mode}); last import: "
+        + (f"{last.release} (sequence {last.sequence})" if last else "none") + f"; signed by key {kid[:16]}")
+
+
 def register(app: typer.Typer) -> None:
     from tvdeploy.cli.commands.bundle import bundle_app
 
     bundle_app.command("import")(import_bundle)
+    bundle_app.command("inventory")(inventory)

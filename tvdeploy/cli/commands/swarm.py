@@ -165,23 +165,23 @@ def bootstrap(
             refuse_on_problems(view.plan)  # with TLS pending, the APIs cannot answer yet
         if not tls.changes and not view.plan.steps:
             out(f"site {model.site.name}: nothing to do; the swarm matches the site file")
-        else:
-            confirm(
-                f"bootstrap site {model.site.name}: {len(tls.steps)} TLS change(s), "
-                f"{len(view.plan.steps)} swarm step(s)?"
-            )
-            t_tls = time.monotonic()
-            if tls.changes:
-                apply_tls(model, tls, pool, rep, utcnow())
-                open_clients(model, clients)  # a new client certificate may have been issued
-            t_swarm = time.monotonic()
-            steps = apply_swarm(model, clients, rep)
-            end = time.monotonic()
-            out(
-                f"site {model.site.name}: {len(tls.steps)} TLS change(s), {steps} swarm step(s) applied in "
-                f"{end - t0:.1f} s (pre-flight {t_survey - t0:.1f} s, tls {t_swarm - t_tls:.1f} s, "
-                f"swarm {end - t_swarm:.1f} s)"
-            )
+            _print_status(model, clients, view.facts)  # nothing changed: the survey's facts hold
+            return
+        confirm(
+            f"bootstrap site {model.site.name}: {len(tls.steps)} TLS change(s), {len(view.plan.steps)} swarm step(s)?"
+        )
+        t_tls = time.monotonic()
+        if tls.changes:
+            apply_tls(model, tls, pool, rep, utcnow())
+            open_clients(model, clients)  # a new client certificate may have been issued
+        t_swarm = time.monotonic()
+        steps = apply_swarm(model, clients, rep)
+        end = time.monotonic()
+        out(
+            f"site {model.site.name}: {len(tls.steps)} TLS change(s), {steps} swarm step(s) applied in "
+            f"{end - t0:.1f} s (pre-flight {t_survey - t0:.1f} s, tls {t_swarm - t_tls:.1f} s, "
+            f"swarm {end - t_swarm:.1f} s)"
+        )
         _print_status(model, clients)
 
 
@@ -212,21 +212,21 @@ def _cert_expiry(model: Site) -> dict[str, str | None]:
     return dict(zip(names, for_each(names, one), strict=True))
 
 
-def _status_doc(model: Site, clients: Any) -> dict[str, Any]:
+def _status_doc(model: Site, clients: Any, facts: Any = None) -> dict[str, Any]:
     from tvdeploy.execute.swarm_session import observe_swarm
     from tvdeploy.facts.swarm import status_document, status_findings
     from tvdeploy.plan.swarm import plan_swarm
 
-    facts = observe_swarm(model, clients)
+    facts = facts if facts is not None else observe_swarm(model, clients)
     findings = status_findings(model, facts, plan_swarm(model, facts))
     return status_document(model, facts, _cert_expiry(model), findings)
 
 
-def _print_status(model: Site, clients: Any) -> None:
+def _print_status(model: Site, clients: Any, facts: Any = None) -> None:
     from tvdeploy.cli.options import OPTIONS
     from tvdeploy.cli.output import emit_json, out, table
 
-    doc = _status_doc(model, clients)
+    doc = _status_doc(model, clients, facts)
     if OPTIONS.json:
         emit_json(doc)
         return
