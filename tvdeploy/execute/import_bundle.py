@@ -409,8 +409,15 @@ def check_delta_on_registry(reg: Registry, images: list[BundleImage], shipped: f
     except ConnectionFailed as exc:
         raise RefusedError(f"{where}: a delta bundle needs the site registry it was made for, and "
                              f"{exc.message}") from None
-    repos = sorted({img.repo for img in images})
-    present = {d for d in needed if any(reg.blob_exists(repo, d) for repo in repos)}
+    repo_of = {img.service: img.repo for img in images}
+    repos = sorted(set(repo_of.values()))
+
+    def held(digest: str) -> bool:
+        # The repositories of the images using the blob first: the earlier release put it there.
+        own = sorted({repo_of[svc] for svc in needed[digest]})
+        return any(reg.blob_exists(repo, digest) for repo in own + [r for r in repos if r not in own])
+
+    present = {d for d in needed if held(d)}
     refusal = S.missing_base(needed, present)
     if refusal is not None:
         raise refusal
