@@ -252,7 +252,7 @@ def test_damaged_public_key_file(cli, operator_key, isolated_home: Path, tmp_pat
     r = cli("audit", "verify", global_log_path(), "--key", bad)
     assert r.code == 1
     expected = {"truncated": "not a PEM public key", "not-pem": "not a PEM public key",
-                "rsa": "not an Ed25519 public key", "oversized": "too large for a public key file"}[kind]
+                "rsa": "not an Ed25519 public key", "oversized": "public key file is larger than 16384 bytes"}[kind]
     assert r.stderr == f"error: {bad}: {expected}\n"
 
 

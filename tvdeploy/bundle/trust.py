@@ -179,16 +179,9 @@ def parse_version(doc: Any, where: str) -> Version:
 
 
 def load_chain(path: Path) -> list[Version]:
-    try:
-        if path.stat().st_size > MAX_FILE:
-            raise InputFileError(f"{path}: trust root larger than {MAX_FILE} bytes")
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputFileError(f"{path}: trust root not found") from None
-    except IsADirectoryError:
-        raise InputFileError(f"{path}: is a directory, expected a trust root file") from None
-    except OSError as exc:
-        raise InputFileError(f"{path}: cannot read: {exc.strerror}") from None
+    from tvdeploy.inputs import read_input
+
+    data = read_input(path, "trust root", MAX_FILE)
     try:
         doc = loads(data, limit=MAX_FILE)
     except JsonError as exc:

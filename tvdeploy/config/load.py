@@ -85,6 +85,19 @@ def raise_problems(file: Path, doc: YamlDocument | None, problems: list[tuple[Ke
     raise ConfigError(lines[0], details=lines[1:])
 
 
+def load_yaml_mapping(file: Path, expected: str) -> YamlDocument:
+    """Read *file* as a YAML mapping; errors name file and line. *expected* says what the
+    mapping should hold (for the top-level error)."""
+    try:
+        doc = load_yaml_file(file)
+    except YamlError as exc:
+        where = f"{file}:{exc.line}" if exc.line else str(file)
+        raise ConfigError(f"{where}: {exc.message}") from None
+    if not isinstance(doc.data, dict):
+        raise ConfigError(f"{file}:1: (top level): expected a mapping {expected}")
+    return doc
+
+
 def load_site(path: Path | str) -> Any:
     """Read, validate and return the site (tvdeploy.config.site.Site)."""
     from pydantic import ValidationError
@@ -93,13 +106,7 @@ def load_site(path: Path | str) -> Any:
     from tvdeploy.config.site import Site
 
     file = Path(path)
-    try:
-        doc = load_yaml_file(file)
-    except YamlError as exc:
-        where = f"{file}:{exc.line}" if exc.line else str(file)
-        raise ConfigError(f"{where}: {exc.message}") from None
-    if not isinstance(doc.data, dict):
-        raise ConfigError(f"{file}:1: (top level): expected a mapping of site-file keys")
+    doc = load_yaml_mapping(file, "of site-file keys")
     problems: list[tuple[KeyPath, str]] = []
     try:
         site = Site.model_validate(doc.data, context={"base_dir": file.resolve().parent})

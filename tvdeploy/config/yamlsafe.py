@@ -76,23 +76,13 @@ def load_yaml_text(text: str) -> YamlDocument:
 
 def load_yaml_file(path: Path) -> YamlDocument:
     from tvdeploy.errors import InputFileError
+    from tvdeploy.inputs import read_input
 
+    data = read_input(path, "file", MAX_BYTES)
     try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise InputFileError(f"{path}: file not found") from None
-    except OSError as exc:
-        raise InputFileError(f"{path}: cannot read: {exc.strerror}") from None
-    if path.is_dir():
-        raise InputFileError(f"{path}: is a directory, expected a YAML file")
-    if size > MAX_BYTES:
-        raise InputFileError(f"{path}: file is larger than {MAX_BYTES} bytes")
-    try:
-        text = path.read_text(encoding="utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise InputFileError(f"{path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise InputFileError(f"{path}: cannot read: {exc.strerror}") from None
     return load_yaml_text(text)
 
 

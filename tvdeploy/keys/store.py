@@ -116,16 +116,9 @@ def read_public_key_file(path: Path) -> Ed25519PublicKey:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    try:
-        if path.stat().st_size > MAX_KEY_FILE:
-            raise InputFileError(f"{path}: too large for a public key file")
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputFileError(f"{path}: public key file not found") from None
-    except IsADirectoryError:
-        raise InputFileError(f"{path}: is a directory, expected a public key file") from None
-    except OSError as exc:
-        raise InputFileError(f"{path}: cannot read: {exc.strerror}") from None
+    from tvdeploy.inputs import read_input
+
+    data = read_input(path, "public key file", MAX_KEY_FILE)
     text = data.strip()
     if re.fullmatch(rb"[0-9a-fA-F]{64}", text):
         return Ed25519PublicKey.from_public_bytes(bytes.fromhex(text.decode()))

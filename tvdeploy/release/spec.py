@@ -56,18 +56,10 @@ def _message(err: dict[str, object]) -> str:
 
 
 def load_release_spec(path: Path | str) -> ReleaseSpec:
-    from tvdeploy.config.load import raise_problems
-    from tvdeploy.config.yamlsafe import YamlError, load_yaml_file
-    from tvdeploy.errors import ConfigError
+    from tvdeploy.config.load import load_yaml_mapping, raise_problems
 
     file = Path(path)
-    try:
-        doc = load_yaml_file(file)
-    except YamlError as exc:
-        where = f"{file}:{exc.line}" if exc.line else str(file)
-        raise ConfigError(f"{where}: {exc.message}") from None
-    if not isinstance(doc.data, dict):
-        raise ConfigError(f"{file}:1: (top level): expected a mapping with release, sequence, images")
+    doc = load_yaml_mapping(file, "with release, sequence, images")
     try:
         return ReleaseSpec.model_validate(doc.data)
     except ValidationError as exc:
