@@ -139,9 +139,23 @@ def test_chunk_folder_with_a_corrupt_chunk_is_refused(cli, site_file, signed, tm
     _nothing_written(site_file)
 
 
-def test_usage_error_without_trust(cli, site_file, signed) -> None:
+def test_without_trust_root_anywhere_is_refused(cli, site_file, signed) -> None:
     bundle, _trust = signed
-    assert cli("bundle", "import", site_file, bundle).code == 64
+    line = _one_error(cli("bundle", "import", site_file, bundle))
+    assert "no trust root: pass --trust ROOT or set trust.root" in line
+    _nothing_written(site_file)
+
+
+def test_trust_root_from_the_site_file(cli, site_file, signed, tmp_path) -> None:
+    # The site file pins the trust root; a tampered bundle is then refused against it.
+    bundle, trust = signed
+    site_file.write_text(site_file.read_text() + f"trust: {{root: {trust}}}\n")
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(bundle.read_bytes())
+    _flip(bad, 1024 + 600)
+    line = _one_error(cli("bundle", "import", site_file, bad, "--yes"))
+    assert str(bad) in line
+    _nothing_written(site_file)
 
 
 def test_registry_status_before_tls_apply(cli, site_file) -> None:

@@ -58,12 +58,17 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
     _console().print(t)
 
 
+def stdin_is_terminal() -> bool:
+    """False also when there is no standard input at all (CI, cron: sys.stdin is None)."""
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
 def confirm(question: str) -> None:
     """Ask before a destructive change; --yes answers for the operator. Without a terminal and
     without --yes the change is refused rather than assumed."""
     if OPTIONS.yes:
         return
-    if not sys.stdin.isatty():
+    if not stdin_is_terminal():
         raise RefusedError(f"{question} -- refused: no terminal to confirm on; pass --yes")
     answer = input(f"{question} [y/N] ").strip().lower()
     if answer not in ("y", "yes"):

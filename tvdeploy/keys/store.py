@@ -170,7 +170,7 @@ def load_private_key(name: str, passphrase: Secret | None = None) -> Ed25519Priv
     if _is_encrypted(pem):
         if passphrase is None:
             passphrase = passphrase_from_reference(None, PASSPHRASE_ENV)
-        if passphrase is None and sys.stdin.isatty():
+        if passphrase is None and sys.stdin is not None and sys.stdin.isatty():
             import getpass
 
             passphrase = Secret(getpass.getpass(f"passphrase for key {name}: "))

@@ -13,7 +13,10 @@ from tvdeploy.cli.common import SITE_ARG_HELP
 def import_bundle(
     site: Path = typer.Argument(..., help=SITE_ARG_HELP, show_default=False),
     bundle: Path = typer.Argument(..., help="The bundle file or chunk folder.", show_default=False),
-    trust_root: Path = typer.Option(..., "--trust", metavar="ROOT", help="Trust root file.", show_default=False),
+    trust_root: Path | None = typer.Option(
+        None, "--trust", metavar="ROOT", show_default=False,
+        help="Trust root file (default: the site file's trust.root).",
+    ),
 ) -> None:
     """Verify BUNDLE strictly, refuse a replayed or older release, then put its images on the
     site: pushed to the site registry (deployed on first import) or loaded onto every node
@@ -27,6 +30,11 @@ def import_bundle(
     from tvdeploy.execute.import_bundle import import_verified, verify_and_check
 
     model = load_site(site)
+    trust_root = trust_root or model.trust.root
+    if trust_root is None:
+        from tvdeploy.errors import RefusedError
+
+        raise RefusedError(f"{site}: no trust root: pass --trust ROOT or set trust.root in the site file")
     signing_key()  # no audit key, no import: fail before reading gigabytes
     rep = _reporter()
     with SSHPool(model, reporter=rep) as pool:

@@ -70,7 +70,7 @@ def generate(
     if not no_passphrase:
         secret = passphrase_from_reference(passphrase, "--passphrase")
         if secret is None:
-            if not sys.stdin.isatty():
+            if sys.stdin is None or not sys.stdin.isatty():
                 raise SecretError(f"key {name!r} needs a passphrase and there is no terminal: "
                                   f"{NO_TTY_HINT}")
             secret = _prompt_passphrase(name)
