@@ -70,3 +70,14 @@ def test_missing_spec_file(tmp_path: Path) -> None:
 )
 def test_normalize_reference(ref: str, normal: str) -> None:
     assert normalize_reference(ref) == normal
+
+
+@pytest.mark.parametrize("name", ["release-spec.yaml", "hotfix-spec.yaml"])
+def test_shipped_example_specs_are_valid(name: str) -> None:
+    from pathlib import Path
+
+    from tvdeploy.release.spec import load_release_spec
+
+    path = Path(__file__).resolve().parents[2] / "bundles" / "examples" / name
+    spec = load_release_spec(path)
+    assert spec.sequence >= 1 and "cloud" in spec.images
