@@ -8,7 +8,10 @@ from typing import Any
 
 import typer
 
-bundle_app = typer.Typer(help="Offline image bundles: build, sign, verify, inspect.", no_args_is_help=True)
+bundle_app = typer.Typer(
+    help="Offline image bundles: build, sign, verify, inspect, split, join, inventory, import.",
+    no_args_is_help=True,
+)
 
 
 def _reporter(bar_only: bool = False) -> Any:
