@@ -49,7 +49,13 @@ class PinMismatch(ssl.SSLError):
 
 
 # TLS ---------------------------------------------------------------------------------------
-def _pinned_socket_class(expected: str) -> type[ssl.SSLSocket]:
+def pinned_context(expected: str) -> ssl.SSLContext:
+    """A client context that trusts exactly the certificate whose SHA-256 is *expected*.
+
+    Chain verification is relaxed and the pin is enforced in this same function: the socket
+    class installed below compares the peer certificate inside every handshake, before pyvmomi
+    (or anything else) can send a byte of HTTP."""
+
     class PinnedSSLSocket(ssl.SSLSocket):
         def do_handshake(self, block: bool = False) -> None:
             super().do_handshake(block)
@@ -59,7 +65,12 @@ def _pinned_socket_class(expected: str) -> type[ssl.SSLSocket]:
                 self.close()
                 raise PinMismatch(expected, presented)
 
-    return PinnedSSLSocket
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.sslsocket_class = PinnedSSLSocket
+    ctx.check_hostname = False  # pinned: the certificate itself is compared, not its names
+    ctx.verify_mode = ssl.CERT_NONE  # pinned: PinnedSSLSocket compares sha256(peer DER) with vcenter.fingerprint
+    return ctx
 
 
 def tls_context(vc: VCenter) -> ssl.SSLContext:
@@ -69,14 +80,7 @@ def tls_context(vc: VCenter) -> ssl.SSLContext:
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         return ctx
     assert vc.fingerprint is not None  # the model requires exactly one of the two
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.check_hostname = False
-    # pinned: chain verification is off because PinnedSSLSocket.do_handshake compares the peer
-    # certificate's SHA-256 with vcenter.fingerprint on every handshake, before any request.
-    ctx.verify_mode = ssl.CERT_NONE
-    ctx.sslsocket_class = _pinned_socket_class(vc.fingerprint)
-    return ctx
+    return pinned_context(vc.fingerprint)
 
 
 def check_certificate(vc: VCenter, ctx: ssl.SSLContext) -> None:
