@@ -5,8 +5,10 @@ no-op rerun, on two labs of this benchmark's own.
 
 Each round resets both labs to unconfigured nodes (`lab reset`, not timed), then times the CLI
 end to end (a fresh process, as an operator runs it). Target: 4 nodes under 1.5x the single-node
-time (the TLS part runs on the nodes in parallel; swarm joins of managers are sequential to keep
-raft stable). The no-op rerun (pre-flight + plan, nothing to change) is timed on the 4-node lab.
+time (the TLS part runs on the nodes in parallel and the swarm init starts as soon as the first
+manager's API answers; manager joins stay one at a time to keep raft stable, with worker joins,
+labels and networks beside them). The no-op rerun (pre-flight + plan, nothing to change) is timed
+on the 4-node lab.
 Needs root and the lab's Debian packages, like `tvdeploy lab up`.
 """
 

@@ -161,3 +161,11 @@ def test_gather_is_one_round_trip_and_measures_offset():
 def test_probe_reads_the_clock_first():
     assert H.PROBE.split("sec clock; ")[1].startswith(H.CLOCK_PROBE)
     assert H.PROBE.index("sec clock") < H.PROBE.index("sec os-release")
+
+
+def test_gather_with_runs_extra_shell_around_the_probe_in_one_round_trip():
+    runner = FakeRunner("\n@@tvdeploy clock\n100.1\n" + (DATA / "sysvinit-lab-unconfigured.txt").read_text())
+    clock = iter([100.0, 100.2])
+    facts, result = H.gather_with("n", runner, "BEFORE\n", "\nAFTER", clock=lambda: next(clock))
+    assert runner.commands == ["BEFORE\n" + H.PROBE + "\nAFTER"]
+    assert facts.hostname == "lab-wkr-1" and result.stderr == ""

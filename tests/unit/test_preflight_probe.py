@@ -107,3 +107,41 @@ def test_ports_that_must_listen_follow_the_swarm_state() -> None:
         "m3": _Host(_Swarm("locked")),
     }
     assert listening_now(hosts) == {("m1", 7946), ("m1", 2377), ("w1", 7946)}
+
+
+def test_port_jobs_around_other_output_report_on_stderr_only() -> None:
+    """The probes run in the same command as the host-facts probe: their lines go to stderr, so
+    the facts' sections on stdout stay intact, and the command ends only when all have."""
+    from tvdeploy.execute.preflight import port_jobs
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    open_port = listener.getsockname()[1]
+    closed_port = _free_port()
+    targets = [("a", "127.0.0.1", open_port), ("b", "127.0.0.1", closed_port)]
+    before, after = port_jobs(targets, timeout=2)
+    try:
+        res = subprocess.run(
+            ["bash", "-c", before + "printf '@@tvdeploy xfrm\\nrc=0\\n'" + after],
+            capture_output=True, text=True, timeout=30, check=True,
+        )
+    finally:
+        listener.close()
+    assert res.stdout == "@@tvdeploy xfrm\nrc=0\n"
+    assert parse_port_output("src", targets, res.stderr) == {
+        ("src", "a", open_port, "tcp"): "open",
+        ("src", "b", closed_port, "tcp"): "closed",
+    }
+
+
+def test_port_jobs_without_bash_say_none_and_let_the_facts_run(tmp_path) -> None:
+    from tvdeploy.execute.preflight import port_jobs
+
+    before, after = port_jobs([("a", "127.0.0.1", 7946)])
+    res = subprocess.run(
+        ["/bin/sh", "-c", before + "echo facts" + after],
+        capture_output=True, text=True, timeout=30, check=True, env={"PATH": str(tmp_path)},
+    )
+    assert res.stdout == "facts\n" and "@@port none" in res.stderr
+    assert parse_port_output("src", [("a", "127.0.0.1", 7946)], res.stderr) == {("src", "a", 7946, "tcp"): "skipped"}

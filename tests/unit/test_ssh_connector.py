@@ -175,6 +175,22 @@ def test_command_timeout(conn):
     assert time.monotonic() - start < 5
 
 
+def test_waiting_for_the_exit_status_after_eof_does_not_spin(conn, monkeypatch):
+    """The command closes its output (EOF reaches us) long before it exits: the loop must wait
+    for the exit status, not spin on a channel that select reports ready forever (that burned
+    the CPU that the other nodes' threads and the lab's nodes need)."""
+    import select as select_mod
+
+    calls = []
+    real = select_mod.select
+    monkeypatch.setattr(S.select, "select", lambda *a: calls.append(1) or real(*a))
+    start = time.monotonic()
+    r = conn.run("echo early; exec >&- 2>&-; sleep 0.6; exit 3", check=False)
+    assert (r.stdout, r.code) == ("early\n", 3)
+    assert time.monotonic() - start >= 0.5
+    assert len(calls) < 20
+
+
 def test_put_and_get_file_atomic_with_mode_and_owner(conn, tmp_path):
     target = tmp_path / "sub dir" / "f.bin"
     data = bytes(range(256)) * 10

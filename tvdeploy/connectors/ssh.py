@@ -315,8 +315,15 @@ class SSHConnection:
                     raise ConnectionFailed(
                         f"node {self.node}: command timed out after {limit:.0f} s: {cmd.strip().splitlines()[0][:80]}"
                     )
-                if not got:
-                    select.select([chan], [], [], 0.2)
+                if got:
+                    continue
+                if chan.eof_received:
+                    # No more data can come, only the exit status: wait for that event. (The
+                    # channel's pipe stays set after EOF, so select would return at once and
+                    # this loop would spin, taking the CPU from the other nodes' threads.)
+                    chan.status_event.wait(0.2)
+                else:
+                    select.select([chan], [], [], 0.2)  # woken by data or EOF
             code = chan.recv_exit_status()
         except (EOFError, OSError) as exc:
             raise ConnectionFailed(f"node {self.node}: SSH connection dropped during a command: {exc}") from None

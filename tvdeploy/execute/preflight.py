@@ -70,6 +70,22 @@ def port_script(targets: list[tuple[str, str, int]], timeout: int = PROBE_TIMEOU
     return "\n".join(lines)
 
 
+def port_jobs(targets: list[tuple[str, str, int]], timeout: int = PROBE_TIMEOUT_S) -> tuple[str, str]:
+    """The port probe as shell text to put around the host-facts probe (one SSH command per
+    node): *before* starts every probe in the background with its report on stderr (stdout
+    carries the facts' sections), *after* waits for them. No bash: one "none" line, no exit."""
+    before = "\n".join(
+        [
+            "if command -v bash >/dev/null 2>&1; then",
+            _PROBE_ONE.format(t=int(timeout), mark=PORT_MARK),
+            *[f"p {shlex.quote(addr)} {int(port)} >&2 &" for _name, addr, port in targets],
+            "else echo '@@port none' >&2; fi",
+            "",
+        ]
+    )
+    return before, "\nwait\n"
+
+
 def parse_port_output(src: str, targets: list[tuple[str, str, int]], text: str) -> dict[PortKey, str]:
     """Every target gets a status; a target missing from the output (truncated, killed) or a node
     without bash is "skipped" rather than guessed."""
@@ -95,39 +111,27 @@ def listening_now(host_facts: dict[str, Any]) -> set[tuple[str, int]]:
     return out
 
 
-def probe_from(site: Site, conn: Any, src: str) -> dict[PortKey, str]:
-    """Run the port probe on *src* (an open SSH connection to it)."""
-    targets = port_targets(site, src)
-    if not targets:
-        return {}
-    try:
-        res = conn.run(port_script(targets), check=False, timeout=PROBE_TIMEOUT_S * 4 + 10)
-    except TvdeployError as exc:
-        log.debug("port probe from %s failed: %s", src, exc)
-        return {(src, n, p, "tcp"): "skipped" for n, _a, p in targets}
-    return parse_port_output(src, targets, res.stdout)
-
-
 def inspect_node(site: Site, pool: SSHPool, name: str) -> tuple[HostFacts | str, dict[PortKey, str]]:
-    """One node: host facts and its port probe at the same time, on two channels of ONE SSH
-    connection (the probe does not depend on the facts; only the judging does). A node that
-    cannot be reached gives its one-line reason instead of facts."""
-    from concurrent.futures import ThreadPoolExecutor
+    """One node: host facts and its port probe in ONE SSH command (the probes run in the
+    background while the facts are read; only the judging needs both). A node that cannot be
+    reached gives its one-line reason instead of facts.
 
-    from tvdeploy.facts.host import gather
+    The probes make the round trip up to PROBE_TIMEOUT_S longer when a port is filtered, so the
+    clock offset (midpoint of the round trip) may err by about a second more: still far below
+    the warning threshold (tvdeploy.facts.host.CLOCK_WARN_SECONDS)."""
+    from tvdeploy.facts.host import gather_with
 
     try:
         conn = pool.get(name)
     except TvdeployError as exc:
         return exc.message, {}
-    with ThreadPoolExecutor(max_workers=1) as side:
-        probing = side.submit(probe_from, site, conn, name)
-        try:
-            facts: HostFacts | str = gather(name, conn)
-        except TvdeployError as exc:
-            facts = exc.message
-        ports = probing.result()
-    return facts, ports
+    targets = port_targets(site, name)
+    before, after = port_jobs(targets) if targets else ("", "")
+    try:
+        facts, result = gather_with(name, conn, before, after)
+    except TvdeployError as exc:
+        return exc.message, {}
+    return facts, parse_port_output(name, targets, result.stderr) if targets else {}
 
 
 def run_preflight(site: Site, pool: SSHPool, reporter: Reporter) -> PreflightResult:

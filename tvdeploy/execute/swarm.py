@@ -6,10 +6,12 @@ audit record. Nothing here decides *what* to do: that is tvdeploy.plan.swarm.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from tvdeploy.config.secrets import Secret
@@ -26,6 +28,9 @@ DOWN_TIMEOUT_S = 90.0
 POLL_S = 1.0
 # Worker joins and label updates touch one node each and no raft membership: safe in parallel.
 PARALLEL_KINDS = frozenset({"join-worker", "label"})
+# Formation: a run of these steps is spread over lanes that run side by side (see
+# formation_lanes); manager joins stay in ONE lane, one at a time.
+FORMATION_KINDS = frozenset({"join-manager", "join-worker", "label", "network-create"})
 PARALLEL_LIMIT = 8
 UPDATE_TRIES = 5
 # Steps after which the kept manager may no longer be one (or a better one is back).
@@ -172,9 +177,23 @@ class SwarmExecutor:
         wanted = dict(step.detail["labels"])
         self._update_node(
             manager,
-            self._node_id(manager, step.node or "", self._address(step.node or "")),
+            self._member_id(manager, step.node or ""),
             lambda s: s.update(Labels={**(s.get("Labels") or {}), **wanted}),
         )
+
+    def _member_id(self, manager: Any, name: str) -> str:
+        """The node's swarm ID from the managers' list; for a node that has only just joined
+        (its hostname and address reach that list a moment after the join returns) from the
+        node itself: its own docker info names the ID the join gave it."""
+        try:
+            return self._node_id(manager, name, self._address(name))
+        except TvdeployError:
+            client = self.clients.get(name)
+            own = ((client.info().get("Swarm") or {}).get("NodeID") if client is not None else None) or ""
+            if not own:
+                raise
+            log.debug("node %s: not yet listed by hostname or address; using its own node ID", name)
+            return str(own)
 
     def activate(self, step: Step) -> None:
         manager = self._manager()
@@ -281,15 +300,53 @@ class SwarmExecutor:
     # -- driver --------------------------------------------------------------------------------
     def run(self, plan: SwarmPlan) -> None:
         """Steps in plan order; a run of worker joins or of label updates goes in parallel (they
-        touch one node each and change no raft membership), everything else one at a time."""
+        touch one node each and change no raft membership), everything else one at a time. A run
+        of formation steps (joins, labels, networks) is spread over lanes: see formation_lanes."""
         from tvdeploy.execute.parallel import for_each
 
-        for batch in _batches(plan.steps):
-            if len(batch) == 1:
-                self._run_step(batch[0])
+        for group in _groups(plan.steps):
+            if len(group) > 1 and group[0].kind in FORMATION_KINDS:
+                self._run_formation(group)
                 continue
-            self._manager()  # choose the manager once, before the threads share it
-            for_each(batch, self._run_step, limit=PARALLEL_LIMIT, label=lambda s: s.describe())
+            for batch in _batches(group):
+                if len(batch) == 1:
+                    self._run_step(batch[0])
+                    continue
+                self._manager()  # choose the manager once, before the threads share it
+                for_each(batch, self._run_step, limit=PARALLEL_LIMIT, label=lambda s: s.describe())
+
+    def _run_formation(self, steps: list[Step]) -> None:
+        """The manager joins one after the other in one lane (raft membership changes one at a
+        time; a joining manager's label follows its join at once, beside the next join), and
+        beside that lane: each worker's join then its label, labels of nodes already in the
+        swarm, and the network creations. A failure stops its own lane only; the first error
+        is raised once every lane has finished (parallel.for_each)."""
+        from tvdeploy.execute.parallel import for_each
+
+        lanes = formation_lanes(steps)
+        self._manager()  # choose the manager once, before the threads share it
+        work: list[tuple[str, Callable[[], None]]] = []
+        if lanes.managers:
+            work.append(("manager joins", lambda: self._manager_lane(lanes)))
+        for lane in lanes.others:
+            work.append((lane[0].describe(), functools.partial(self._lane, lane)))
+        for_each(work, lambda item: item[1](), limit=PARALLEL_LIMIT, label=lambda item: item[0])
+
+    def _lane(self, steps: list[Step]) -> None:
+        for step in steps:
+            self._run_step(step)
+
+    def _manager_lane(self, lanes: Lanes) -> None:
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        labels: list[Future[None]] = []
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="tvdeploy-label") as side:
+            for join in lanes.managers:
+                self._run_step(join)  # raises: no further manager joins
+                for label in lanes.after_manager.get(join.node or "", []):
+                    labels.append(side.submit(self._run_step, label))
+            for fut in labels:
+                fut.result()
 
     def _run_step(self, step: Step) -> None:
         from tvdeploy.audit.recorder import record
@@ -315,6 +372,45 @@ class SwarmExecutor:
         record(self.site, f"swarm.{step.kind}", objects=objects)
         if step.kind in _DROPS_MANAGER:
             self._cached = None
+
+
+@dataclass(frozen=True)
+class Lanes:
+    managers: list[Step]  # join-manager steps in plan order: one at a time
+    after_manager: dict[str, list[Step]]  # labels of joining managers, each run after its join
+    others: list[list[Step]]  # each lane in order; these lanes run beside the managers' lane
+
+
+def formation_lanes(steps: list[Step]) -> Lanes:
+    """Split a run of formation steps (FORMATION_KINDS, after any init) into lanes. Every step
+    lands in exactly one lane; a label never runs before the join of its node."""
+    joining = {s.node for s in steps if s.kind in ("join-manager", "join-worker")}
+    managers = [s for s in steps if s.kind == "join-manager"]
+    manager_nodes = {s.node for s in managers}
+    after: dict[str, list[Step]] = {}
+    others: list[list[Step]] = []
+    for s in steps:
+        if s.kind == "label" and s.node in manager_nodes:
+            after.setdefault(s.node or "", []).append(s)
+        elif s.kind == "join-worker":
+            others.append([s] + [x for x in steps if x.kind == "label" and x.node == s.node])
+        elif s.kind == "label" and s.node not in joining:
+            others.append([s])
+    networks = [s for s in steps if s.kind == "network-create"]
+    if networks:
+        others.append(networks)  # one lane: created in plan order
+    return Lanes(managers, after, others)
+
+
+def _groups(steps: list[Step]) -> list[list[Step]]:
+    """Consecutive formation steps form one group; every other step is a group of its own."""
+    out: list[list[Step]] = []
+    for step in steps:
+        if out and step.kind in FORMATION_KINDS and out[-1][0].kind in FORMATION_KINDS:
+            out[-1].append(step)
+        else:
+            out.append([step])
+    return out
 
 
 def _batches(steps: list[Step]) -> list[list[Step]]:

@@ -8,13 +8,14 @@ by name, nodes being removed (no longer in the site file) by ``addr:<ip>``.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tvdeploy.errors import RefusedError
 from tvdeploy.facts.swarm_model import LocalSwarmFact, SwarmFacts
 from tvdeploy.plan.preflight import Finding, blocking
-from tvdeploy.plan.swarm import SwarmPlan, plan_swarm
+from tvdeploy.plan.swarm import Step, SwarmPlan, plan_swarm
 
 if TYPE_CHECKING:
     from tvdeploy.config.site import Site
@@ -178,3 +179,70 @@ def apply_swarm(
             return total
         host_facts = None  # the unlocked managers now answer over TLS
     return total
+
+
+def early_init_step(site: Site, view: SwarmView) -> Step | None:
+    """The swarm init that a bootstrap may run while TLS is still being applied to the other
+    nodes: only when a new swarm is formed (the plan starts with init and has no problems) and
+    the TLS plan restarts the init node's dockerd (so its readiness is signalled)."""
+    tls, plan = view.tls_plan, view.plan
+    if tls is None or not tls.changes or plan.problems or not plan.steps or plan.steps[0].kind != "init":
+        return None
+    step = plan.steps[0]
+    if not any(n.node == step.node and n.steps for n in tls.nodes):
+        return None
+    return step
+
+
+class EarlyInit:
+    """Runs the init step on the first manager as soon as its TLS API answers, beside the other
+    nodes' dockerd restarts (which take seconds), instead of after all of them. The joins, labels
+    and networks still come after the whole TLS apply, planned from fresh facts; a failed init
+    is raised (and audited) by ``finish`` like any step."""
+
+    def __init__(self, site: Site, step: Step, reporter: Reporter) -> None:
+        self.site, self.step, self.reporter = site, step, reporter
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._lock = threading.Lock()
+
+    def ready(self, node: str) -> None:
+        """apply_tls's on_ready callback (a worker thread): start the init, never raise."""
+        with self._lock:
+            if node != self.step.node or self._thread is not None:
+                return
+            self._thread = threading.Thread(target=self._run, name="tvdeploy-swarm-init", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        from tvdeploy.connectors.docker_api import connect
+        from tvdeploy.execute.swarm import SwarmExecutor
+
+        clients = Clients()
+        try:
+            certs = client_cert(self.site)
+            if certs is None:  # cannot happen after tls apply; the normal pass would init
+                return
+            node = self.site.node(self.step.node or "")
+            clients[node.name] = connect(node.name, str(node.address), certs)
+            SwarmExecutor(self.site, clients, self.reporter).run(SwarmPlan([self.step]))
+        except BaseException as exc:  # noqa: BLE001 - handed to finish() on the main thread
+            self._error = exc
+        finally:
+            clients.close()
+
+    def join(self) -> bool:
+        """Wait for the init if it started; True when it did."""
+        with self._lock:
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+        return thread is not None
+
+    def finish(self) -> int:
+        """Wait for the init (if it started); raise its error. Returns the steps run (0 or 1)."""
+        if not self.join():
+            return 0
+        if self._error is not None:
+            raise self._error
+        return 1

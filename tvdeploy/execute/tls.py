@@ -250,8 +250,14 @@ def _sha256() -> Any:
 
 
 def apply_tls(site: Site, plan: P.TlsPlan, pool: SSHPool, reporter: Reporter, now: datetime,
-              limit: int = DEFAULT_LIMIT) -> list[NodeOutcome]:
+              limit: int = DEFAULT_LIMIT, on_ready: Callable[[str], None] | None = None) -> list[NodeOutcome]:
+    """*on_ready(node)* is called (from a worker thread) as soon as a node's API answers with
+    its new configuration, so a caller can start work on that node while the others restart."""
     from tvdeploy.pki.ca import pki_paths
+
+    def ready(node: str) -> None:
+        if on_ready is not None:
+            on_ready(node)
 
     for w in plan.warnings:
         reporter.warn(w)
@@ -272,6 +278,7 @@ def apply_tls(site: Site, plan: P.TlsPlan, pool: SSHPool, reporter: Reporter, no
         prepared = _audited(site, n, None, lambda: prepare_node(conn, site, n, ca, ca_pem, now, commit=True))
         out = finish_node(conn, site, n, prepared, certs_dir, reporter, start)
         reporter.advance("tls.nodes")
+        ready(n.node)
         return out
 
     def prepare_live(n: P.NodePlan) -> NodeOutcome:
@@ -283,6 +290,7 @@ def apply_tls(site: Site, plan: P.TlsPlan, pool: SSHPool, reporter: Reporter, no
         # One at a time: a swarm keeps quorum, clients keep a working manager.
         done.append(commit_node(pool.get(n.node), site, n, outcome, certs_dir, reporter))
         reporter.advance("tls.nodes")
+        ready(n.node)
     reporter.done("tls.nodes")
     return done
 

@@ -385,9 +385,19 @@ def gather(node: str, conn: Runner, clock: Callable[[], float] = time.time) -> H
     The node's clock is read first thing in the probe; comparing it with the midpoint of the
     round trip errs by at most half the probe's duration (well under a second), far below the
     warning threshold."""
+    return gather_with(node, conn, clock=clock)[0]
+
+
+def gather_with(node: str, conn: Runner, before: str = "", after: str = "",
+                clock: Callable[[], float] = time.time) -> tuple[HostFacts, Any]:
+    """``gather`` with shell text run around the probe in the SAME round trip (the swarm
+    pre-flight starts its port probes in the background *before* and waits for them *after*;
+    they report on stderr so the sections on stdout stay intact). Returns the facts and the raw
+    result. Every SSH command costs a session and a login shell on the node, so one command per
+    node instead of two matters when several nodes share a host's CPUs."""
     sent = clock()
-    result = conn.run(PROBE, check=False)
+    result = conn.run(before + PROBE + after, check=False)
     received = clock()
     log.debug("probe of %s: %d bytes, rc=%s", node, len(result.stdout), result.code)
     stamp = split_sections(result.stdout).get("clock", "")
-    return parse_probe(node, result.stdout, clock_offset(stamp, sent, received) if stamp else None)
+    return parse_probe(node, result.stdout, clock_offset(stamp, sent, received) if stamp else None), result

@@ -135,7 +135,9 @@ def bootstrap(
     from tvdeploy.cli.output import confirm, out
     from tvdeploy.execute.swarm_session import (
         Clients,
+        EarlyInit,
         apply_swarm,
+        early_init_step,
         open_clients,
         refuse_on_findings,
         refuse_on_problems,
@@ -171,11 +173,20 @@ def bootstrap(
             f"bootstrap site {model.site.name}: {len(tls.steps)} TLS change(s), {len(view.plan.steps)} swarm step(s)?"
         )
         t_tls = time.monotonic()
+        early_steps = 0
         if tls.changes:
-            apply_tls(model, tls, pool, rep, utcnow())
+            init_step = early_init_step(model, view)
+            early = EarlyInit(model, init_step, rep) if init_step is not None else None
+            try:
+                apply_tls(model, tls, pool, rep, utcnow(), on_ready=early.ready if early else None)
+            except BaseException:
+                if early is not None:
+                    early.join()  # never leave an init running behind the TLS error
+                raise
+            early_steps = early.finish() if early is not None else 0
             open_clients(model, clients)  # a new client certificate may have been issued
         t_swarm = time.monotonic()
-        steps = apply_swarm(model, clients, rep)
+        steps = early_steps + apply_swarm(model, clients, rep)
         end = time.monotonic()
         out(
             f"site {model.site.name}: {len(tls.steps)} TLS change(s), {steps} swarm step(s) applied in "
