@@ -17,12 +17,13 @@ from tvdeploy.errors import InputFileError
 
 
 @contextmanager
-def open_input(path: Path | str, what: str) -> Iterator[BinaryIO]:
-    """Open *path* for reading in binary mode; *what* names it in errors ("trust root")."""
+def open_input(path: Path | str, what: str, missing: str | None = None) -> Iterator[BinaryIO]:
+    """Open *path* for reading in binary mode; *what* names it in errors ("trust root file"),
+    *missing* overrides the noun of the not-found message ("bundle not found")."""
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
-        raise InputFileError(f"{path}: {what} not found") from None
+        raise InputFileError(f"{path}: {missing or what} not found") from None
     except OSError as exc:
         raise InputFileError(f"{path}: cannot read: {exc.strerror}") from None
     if stat.S_ISDIR(mode):

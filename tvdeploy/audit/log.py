@@ -134,15 +134,9 @@ def write_line(fd: int, line: bytes) -> None:
 def read_lines(path: Path, what: str = "audit log") -> Iterator[tuple[int, bytes, bool]]:
     """Yield (line number, line bytes without newline, complete) for each line of *path*;
     ``complete`` is False only for a last line without its newline. Streams: memory stays flat."""
-    try:
-        fh = path.open("rb")
-    except FileNotFoundError:
-        raise InputFileError(f"{path}: {what} not found") from None
-    except IsADirectoryError:
-        raise InputFileError(f"{path}: is a directory, expected the {what}") from None
-    except OSError as exc:
-        raise InputFileError(f"{path}: cannot read: {exc.strerror}") from None
-    with fh:
+    from tvdeploy.inputs import open_input
+
+    with open_input(path, what) as fh:
         number = 0
         while True:
             raw = fh.readline(MAX_LINE + 1)

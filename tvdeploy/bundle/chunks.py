@@ -308,7 +308,7 @@ def _write_each_chunk(bundle: Path, src: int, total_size: int, size: int, out_di
                       created: list[Path], total: _TotalHash, reporter: Reporter) -> tuple[Chunk, ...]:
     buf = bytearray(min(BUFFER, size))
     chunks: list[Chunk] = []
-    reporter.task("split", f"writing {len(names)} chunks to {out_dir}", total=total_size)
+    reporter.task("split", f"writing {len(names)} chunks to {out_dir}", total=total_size, unit="bytes")
     offset = 0
     for i, name in enumerate(names):
         want = min(size, total_size - offset)
@@ -494,7 +494,7 @@ def verify_chunk_dir(directory: Path, trust_path: Path, *, reporter: Reporter | 
     index_bytes, index = read_index(directory)
     checks, sig_extra = check_index_signatures(directory, index_bytes, root, now)
     buf = bytearray(min(BUFFER, index.chunk_size))
-    reporter.task("verify", f"checking {len(index.chunks)} chunks in {directory}", total=index.size)
+    reporter.task("verify", f"checking {len(index.chunks)} chunks in {directory}", total=index.size, unit="bytes")
     problems = [p for c in index.chunks if (p := check_chunk(directory, c, buf, reporter)) is not None]
     reporter.done("verify")
     return ChunkReport(directory, index, hashlib.sha256(index_bytes).hexdigest(), root, checks,
@@ -559,7 +559,7 @@ def join_chunks(directory: Path, out: Path, *, trust_path: Path | None = None, r
     total = _TotalHash()
     try:
         buf = bytearray(min(BUFFER, index.chunk_size))
-        reporter.task("join", f"joining {len(index.chunks)} chunks into {out}", total=index.size)
+        reporter.task("join", f"joining {len(index.chunks)} chunks into {out}", total=index.size, unit="bytes")
         try:
             for chunk in index.chunks:
                 _append_chunk(directory, chunk, fd, buf, total, reporter)

@@ -25,7 +25,7 @@ from typing import Any, BinaryIO, Protocol
 from tvdeploy.bundle import dsse, tarout
 from tvdeploy.bundle.jsonsafe import JsonError, loads
 from tvdeploy.bundle.layout import BLOB_PREFIX, FORMAT, OCI_LAYOUT, FileRecord
-from tvdeploy.errors import InputFileError, VerificationError
+from tvdeploy.errors import VerificationError
 from tvdeploy.reporting import NullReporter, Reporter
 
 log = logging.getLogger(__name__)
@@ -324,20 +324,9 @@ def read_bundle(path: Path, *, reporter: Reporter | None = None, sink: BlobSink 
     if fileobj is not None:
         _read_from(fileobj, bundle, reporter, sink, total, description or f"reading {Path(path).name}")
         return bundle
-    try:
-        import stat
+    from tvdeploy.inputs import open_input
 
-        if not stat.S_ISREG(os.stat(path).st_mode) and not os.path.isdir(path):
-            # a fifo or device would block or never end: only a regular file is a bundle
-            raise InputFileError(f"{path}: not a regular file, expected a bundle file")
-        fh = open(path, "rb")  # noqa: SIM115 - closed below
-    except FileNotFoundError:
-        raise InputFileError(f"{path}: bundle not found") from None
-    except IsADirectoryError:
-        raise InputFileError(f"{path}: is a directory, expected a bundle file") from None
-    except OSError as exc:
-        raise InputFileError(f"{path}: cannot read: {exc.strerror}") from None
-    with fh:
+    with open_input(path, "bundle file", missing="bundle") as fh:
         total = os.fstat(fh.fileno()).st_size
         _read_from(fh, bundle, reporter, sink, total, description or f"reading {Path(path).name}")
     return bundle
@@ -345,7 +334,7 @@ def read_bundle(path: Path, *, reporter: Reporter | None = None, sink: BlobSink 
 
 def _read_from(fh: BinaryIO, bundle: Bundle, reporter: Reporter, sink: BlobSink | None, total: int | None,
                description: str) -> None:
-    reporter.task("read", description, total=total)
+    reporter.task("read", description, total=total, unit="bytes")
     _Reader(fh, bundle, reporter, sink).run()
     reporter.done("read")
     check_structure(bundle, fh)

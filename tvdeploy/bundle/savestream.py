@@ -97,7 +97,7 @@ def convert(stream: tarout.Source, layout: LayoutWriter, *, hints: list[ImageHin
     """Read the whole ``docker save`` *stream*, write blobs into *layout*, return its images."""
     st = _State(layout, reporter or NullReporter(), list(hints or []))
     for hint in st.hints:
-        st.reporter.task(hint.ref, hint.ref, total=hint.size or None)
+        st.reporter.task(hint.ref, hint.ref, total=hint.size or None, unit="bytes")
     try:
         for member, data in tarin.members(_Guarded(stream)):
             _member(st, member, data)

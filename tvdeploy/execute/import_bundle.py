@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from tvdeploy import state
 from tvdeploy.bundle.dockerload import LoadImage
 from tvdeploy.bundle.layout import BLOB_PREFIX
+from tvdeploy.bundle.sizes import format_size
 from tvdeploy.errors import ConnectionFailed, RefusedError, TvdeployError, VerificationError
 from tvdeploy.release import import_state as S
 
@@ -282,22 +283,8 @@ def _audit(site: Site, event: str, objects: list[dict[str, str]], outcome: str =
 
 
 def byte_task(reporter: Reporter, key: str, description: str, total: int) -> None:
-    """A progress task counted in bytes where the reporter can show sizes (the terminal one)."""
-    import inspect
-
-    if "unit" in inspect.signature(reporter.task).parameters:
-        reporter.task(key, description, total=total, unit="bytes")
-    else:
-        reporter.task(key, description, total=total)
-
-
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
+    """A progress task counted in bytes (the terminal reporter shows sizes and rates)."""
+    reporter.task(key, description, total=total, unit="bytes")
 
 
 def verify_and_check(site: Site, path: Path, trust_path: Path, pool: SSHPool,
@@ -478,8 +465,8 @@ def _to_registry(site: Site, bf: BundleFile, images: list[BundleImage], pool: SS
         result.seconds["read_back"] = time.monotonic() - start
     for img in images:
         result.images[img.service] = f"{ep.host}/{img.repo}@{img.digest}"
-    reporter.info(f"{len(images)} images in {ep.host}: {_human(result.bytes_moved)} moved, "
-                  f"{_human(result.bytes_skipped)} skipped (already on the site)")
+    reporter.info(f"{len(images)} images in {ep.host}: {format_size(result.bytes_moved)} moved, "
+                  f"{format_size(result.bytes_skipped)} skipped (already on the site)")
 
 
 def push_image(reg: Registry, bf: BundleFile, fh: BinaryIO, img: BundleImage, images: list[BundleImage],
@@ -526,7 +513,7 @@ def push_image(reg: Registry, bf: BundleFile, fh: BinaryIO, img: BundleImage, im
 
 
 def _describe(img: BundleImage, stats: Moved) -> str:
-    return f"{img.service}: {_human(stats.moved)} moved, {_human(stats.skipped)} skipped"
+    return f"{img.service}: {format_size(stats.moved)} moved, {format_size(stats.skipped)} skipped"
 
 
 def _find_elsewhere(reg: Registry, img: BundleImage, images: list[BundleImage], hexd: str) -> str | None:
@@ -574,8 +561,8 @@ def _to_nodes(site: Site, bf: BundleFile, images: list[BundleImage], journal: S.
     result.nodes = [n.name for n in site.nodes]
     for img in images:
         result.images[img.service] = f"sha256:{img.config_hex}"
-    reporter.info(f"{len(images)} images on {len(site.nodes)} node(s): {_human(result.bytes_moved)} moved, "
-                  f"{_human(result.bytes_skipped)} skipped (already loaded)")
+    reporter.info(f"{len(images)} images on {len(site.nodes)} node(s): {format_size(result.bytes_moved)} moved, "
+                  f"{format_size(result.bytes_skipped)} skipped (already loaded)")
 
 
 def load_on_node(site: Site, node: Any, bf: BundleFile, images: list[BundleImage], reporter: Reporter) -> Moved:

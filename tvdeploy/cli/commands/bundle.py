@@ -8,6 +8,8 @@ from typing import Any
 
 import typer
 
+from tvdeploy.bundle.sizes import format_size
+
 bundle_app = typer.Typer(
     help="Offline image bundles: build, sign, verify, inspect, split, join, inventory, import.",
     no_args_is_help=True,
@@ -27,15 +29,6 @@ def _reporter(bar_only: bool = False) -> Any:
     if OPTIONS.json or (bar_only and not sys.stderr.isatty()):
         return NullReporter()
     return reporter()
-
-
-def _human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
 
 
 def _key_names() -> dict[str, str]:
@@ -87,7 +80,7 @@ def _signers(keys: list[str], passphrase: str | None) -> list[tuple[Any, str]]:
 
 def _delta_text(shipped: int, expected: dict[str, int]) -> str:
     return (f"delta: {shipped} blobs shipped, {len(expected)} expected on site "
-            f"({_human_size(sum(expected.values()))} left to the site)")
+            f"({format_size(sum(expected.values()))} left to the site)")
 
 
 @bundle_app.command("build")
@@ -211,7 +204,6 @@ def _build_split(output: Path, spec: Any, engine: str, since: Any, early: Any, u
 
 
 def _report_build(output: Path, built: Any, split: bool) -> None:
-    from tvdeploy.bundle.sizes import format_size
     from tvdeploy.cli.options import OPTIONS
     from tvdeploy.cli.output import emit_json, out
 
@@ -231,7 +223,7 @@ def _report_build(output: Path, built: Any, split: bool) -> None:
         return
     rel = built.release
     what = f"{output}: release {rel['release']} (sequence {rel['sequence']}), {len(rel['images'])} images, " \
-           f"{built.blobs} blobs, {_human_size(built.size)}"
+           f"{built.blobs} blobs, {format_size(built.size)}"
     if result is not None:
         what += f", in {len(result.index.chunks)} chunks of {format_size(result.index.chunk_size)}"
     out(what)
@@ -347,16 +339,16 @@ def inspect(bundle: Path = typer.Argument(..., help="The bundle file or chunk fo
         emit_json(doc)
         return
     out(f"{bundle}: release {doc['release']} (sequence {doc['sequence']}), {len(doc['images'])} images, "
-        f"{doc['blobs']} blobs, {_human_size(doc['size'])}")
+        f"{doc['blobs']} blobs, {format_size(doc['size'])}")
     if doc["delta"]:
         base = doc["since"] or {}
         built_on = f" (built against the inventory of site {base['site']})" if base.get("site") else ""
-        out(f"delta: {_human_size(doc['shipped']['bytes'])} shipped in {doc['shipped']['blobs']} blobs, "
-            f"{_human_size(doc['expected_on_site']['bytes'])} expected on site in "
+        out(f"delta: {format_size(doc['shipped']['bytes'])} shipped in {doc['shipped']['blobs']} blobs, "
+            f"{format_size(doc['expected_on_site']['bytes'])} expected on site in "
             f"{doc['expected_on_site']['blobs']} blobs{built_on}")
     table(None, ["service", "reference", "digest", "size", "layers", "shipped", "on site"],
-          [[svc, i["reference"], i["digest"], _human_size(i["size"] or 0), i["layers"],
-            _human_size(i["shipped_bytes"]), _human_size(i["expected_bytes"])]
+          [[svc, i["reference"], i["digest"], format_size(i["size"] or 0), i["layers"],
+            format_size(i["shipped_bytes"]), format_size(i["expected_bytes"])]
            for svc, i in doc["images"].items()])
     names = _key_names()
     if not doc["signatures"]:
