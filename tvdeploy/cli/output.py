@@ -1,13 +1,28 @@
-"""The one module that owns the terminal: consoles, JSON output, tables, confirmation, reporters."""
+"""The one module that owns the terminal: consoles, JSON output, tables, confirmation, reporters.
+
+Output policy (every command group, through these functions and ``reporter()``):
+
+- stdout carries results. Under ``--json`` it carries exactly one JSON document (or, for the
+  commands whose result is an event stream, ``vm apply``/``vm destroy``, JSON lines) and nothing
+  else, so ``tvdeploy ... --json | jq`` always parses.
+- stderr carries everything for people: progress (hidden by ``--quiet`` and ``--json``), notes
+  (``note: ...``, hidden by ``--quiet`` only) and warnings (``warning: ...``, never hidden).
+  Under ``--json`` notes and warnings stay **plain text lines on stderr**, not JSON: a warning
+  such as "recorded new host key" is a trust decision the operator must see, and scripts that
+  parse stdout are not disturbed by it.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tvdeploy.cli.options import OPTIONS
 from tvdeploy.errors import RefusedError
+
+if TYPE_CHECKING:
+    from tvdeploy.reporting import Reporter
 
 
 def _console(stderr: bool = False) -> Any:
@@ -30,10 +45,16 @@ def info(message: str) -> None:
     _console(stderr=True).print(message, markup=False)
 
 
-def warn(message: str) -> None:
+def note(message: str) -> None:
+    """Something the operator should know that is not a problem: stderr, also under --json."""
     if OPTIONS.quiet:
         return
-    print(f"warning: {message}", file=sys.stderr)
+    print(f"note: {message}", file=sys.stderr, flush=True)
+
+
+def warn(message: str) -> None:
+    """Something the operator must read: stderr, whatever --json or --quiet say."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def emit_json(document: Any) -> None:
@@ -75,13 +96,17 @@ def confirm(question: str) -> None:
         raise RefusedError("cancelled by the operator")
 
 
-def reporter() -> Any:
-    """A Reporter for domain code: JSON lines under --json, rich progress on a terminal,
-    plain lines otherwise."""
+def reporter(*, events: bool = False, bars_only: bool = False) -> Reporter:
+    """The Reporter every command hands to domain code (the output policy above).
+
+    Under --json: warnings on stderr, progress nowhere; with *events* (a command whose --json
+    output is its event stream) the events go to stdout as JSON lines. Otherwise rich progress
+    on a terminal, plain lines in a pipe; with *bars_only* (reading a bundle) a pipe gets only
+    warnings: the command's one line of result (or error) is all there is to say."""
     from tvdeploy.cli.reporters import JsonLinesReporter, PlainReporter, RichReporter
 
     if OPTIONS.json:
-        return JsonLinesReporter()
+        return JsonLinesReporter() if events else PlainReporter(quiet=True)
     if sys.stderr.isatty() and not OPTIONS.quiet:
         return RichReporter(_console(stderr=True))
-    return PlainReporter(quiet=OPTIONS.quiet)
+    return PlainReporter(quiet=OPTIONS.quiet or bars_only)

@@ -9,26 +9,12 @@ from typing import Any
 import typer
 
 from tvdeploy.bundle.sizes import format_size
+from tvdeploy.cli.output import reporter
 
 bundle_app = typer.Typer(
     help="Offline image bundles: build, sign, verify, inspect, split, join, inventory, import.",
     no_args_is_help=True,
 )
-
-
-def _reporter(bar_only: bool = False) -> Any:
-    """Progress for the command. Under --json stdout carries the one result document, not
-    progress events. Reading a bundle shows a bar on a terminal only: in a pipe its one line of
-    result (or of error) is all there is to say."""
-    import sys
-
-    from tvdeploy.cli.options import OPTIONS
-    from tvdeploy.cli.output import reporter
-    from tvdeploy.reporting import NullReporter
-
-    if OPTIONS.json or (bar_only and not sys.stderr.isatty()):
-        return NullReporter()
-    return reporter()
 
 
 def _key_names() -> dict[str, str]:
@@ -144,7 +130,7 @@ def _build(output: Path, spec: Any, engine: str, since: Any, early: Any, unlock:
     from tvdeploy.bundle.writer import build_from_engine
 
     # The audit record needs the operator key: unlock it before the long part.
-    built = build_from_engine(output, spec, engine, reporter=_reporter(), while_staging=unlock, early=early,
+    built = build_from_engine(output, spec, engine, reporter=reporter(), while_staging=unlock, early=early,
                               since=since)
     objects = [{"type": "bundle", "name": str((label or output).resolve()),
                 "digest": f"sha256:{built.manifest_sha256}"}]
@@ -191,7 +177,7 @@ def _build_split(output: Path, spec: Any, engine: str, since: Any, early: Any, u
         built = _build(bundle, spec, engine, since, early, unlock, label=output)
         _sign_built(bundle, signers)
         built = dataclasses.replace(built, size=bundle.stat().st_size)
-        result = split_bundle(bundle, parse_size(chunk_size), output, signers, reporter=_reporter())
+        result = split_bundle(bundle, parse_size(chunk_size), output, signers, reporter=reporter())
     finally:
         shutil.rmtree(work, ignore_errors=True)
     record_global("bundle.split", objects=[
@@ -254,7 +240,7 @@ def sign(
     private_key = load_private_key(key, passphrase_from_reference(passphrase, "--passphrase"))
     kid = key_id(private_key.public_key())
     signing_key()
-    signed = sign_bundle(bundle, private_key, kid, reporter=_reporter(bar_only=True))
+    signed = sign_bundle(bundle, private_key, kid, reporter=reporter(bars_only=True))
     record_global("bundle.sign", objects=[
         {"type": "bundle", "name": str(bundle.resolve()), "digest": f"sha256:{signed.manifest_sha256}"},
         {"type": "key", "name": key, "key_id": kid},
@@ -300,8 +286,8 @@ def verify(
     if bundle.is_dir():
         from tvdeploy.cli.commands.bundle_chunks import verify_chunk_folder
 
-        return verify_chunk_folder(bundle, trust_root, chunks_only=False, reporter=_reporter(bar_only=True))
-    result = verify_bundle(bundle, trust_root, reporter=_reporter(bar_only=True))
+        return verify_chunk_folder(bundle, trust_root, chunks_only=False, bars_only=True)
+    result = verify_bundle(bundle, trust_root, reporter=reporter(bars_only=True))
     names = _key_names()
     rel = result.bundle.release
     if OPTIONS.json:
@@ -334,7 +320,7 @@ def inspect(bundle: Path = typer.Argument(..., help="The bundle file or chunk fo
     from tvdeploy.cli.options import OPTIONS
     from tvdeploy.cli.output import emit_json, out, table
 
-    doc = inspect_bundle(bundle, reporter=_reporter(bar_only=True))
+    doc = inspect_bundle(bundle, reporter=reporter(bars_only=True))
     if OPTIONS.json:
         emit_json(doc)
         return

@@ -10,6 +10,8 @@ from typing import Any
 
 import typer
 
+from tvdeploy.cli.output import reporter
+
 
 def _check_size(value: str) -> str:
     """Checked while parsing, so a bad --size is a usage error whatever else is missing."""
@@ -20,14 +22,6 @@ def _check_size(value: str) -> str:
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     return value
-
-
-def _reporter() -> Any:
-    from tvdeploy.cli.options import OPTIONS
-    from tvdeploy.cli.output import reporter
-    from tvdeploy.reporting import NullReporter
-
-    return NullReporter() if OPTIONS.json else reporter()
 
 
 def _key_names() -> dict[str, str]:
@@ -64,7 +58,7 @@ def split(
         private_key = load_private_key(name, secret)
         signers.append((private_key, key_id(private_key.public_key())))
     signing_key()  # the audit record needs the operator key: fail before writing anything
-    result = split_bundle(bundle, chunk_size, output, signers, reporter=_reporter())
+    result = split_bundle(bundle, chunk_size, output, signers, reporter=reporter())
     index = result.index
     record_global("bundle.split", objects=[
         {"type": "bundle", "name": str(bundle.resolve()), "digest": f"sha256:{index.sha256}"},
@@ -98,7 +92,7 @@ def join(
     from tvdeploy.cli.output import emit_json, out, warn
 
     signing_key()
-    result = join_chunks(directory, output, trust_path=trust_root, reporter=_reporter())
+    result = join_chunks(directory, output, trust_path=trust_root, reporter=reporter())
     if trust_root is None:
         warn(f"{directory}: chunks checked against an index whose signatures were not checked (no --trust); "
              f"run 'tvdeploy bundle verify {output} --trust ROOT' before using the bundle")
@@ -138,7 +132,7 @@ def verify_chunks(
     return verify_chunk_folder(directory, trust_root, chunks_only=chunks_only)
 
 
-def verify_chunk_folder(directory: Path, trust_root: Path, *, chunks_only: bool, reporter: Any = None) -> int:
+def verify_chunk_folder(directory: Path, trust_root: Path, *, chunks_only: bool, bars_only: bool = False) -> int:
     """The chunk-folder verification of ``bundle verify DIR`` and ``bundle verify-chunks DIR``."""
     import sys
     from datetime import UTC, datetime
@@ -150,7 +144,7 @@ def verify_chunk_folder(directory: Path, trust_root: Path, *, chunks_only: bool,
     from tvdeploy.cli.options import OPTIONS
     from tvdeploy.cli.output import emit_json, out, warn
 
-    rep = reporter if reporter is not None else _reporter()
+    rep = reporter(bars_only=bars_only)
     report = verify_chunk_dir(directory, trust_root, reporter=rep)
     names = _key_names()
     doc = _report_doc(report, names)

@@ -22,10 +22,9 @@ def import_bundle(
     site: pushed to the site registry (deployed on first import) or loaded onto every node
     (registry.mode node-load). An interrupted import of the same bundle resumes."""
     from tvdeploy.audit.recorder import signing_key
-    from tvdeploy.cli.commands.bundle import _reporter
     from tvdeploy.cli.common import load_site
     from tvdeploy.cli.options import OPTIONS
-    from tvdeploy.cli.output import confirm, emit_json, out
+    from tvdeploy.cli.output import confirm, emit_json, out, reporter
     from tvdeploy.connectors.ssh import SSHPool
     from tvdeploy.execute.import_bundle import import_verified, verify_and_check
 
@@ -36,7 +35,7 @@ def import_bundle(
 
         raise RefusedError(f"{site}: no trust root: pass --trust ROOT or set trust.root in the site file")
     signing_key()  # no audit key, no import: fail before reading gigabytes
-    rep = _reporter()
+    rep = reporter()
     with SSHPool(model, reporter=rep) as pool:
         verified, last = verify_and_check(model, bundle, trust_root, pool, rep)
         rel = verified.verified.bundle.release

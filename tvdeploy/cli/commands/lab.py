@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
+
+from tvdeploy.cli.output import reporter
 
 lab_app = typer.Typer(
     help="Build and drive a complete air-gapped site on this machine (root, Debian packages).",
@@ -21,15 +22,6 @@ def _dir(value: str | None) -> Path:
     from tvdeploy.lab.layout import default_lab_dir
 
     return (Path(value) if value else default_lab_dir()).expanduser().resolve()
-
-
-def _reporter() -> Any:
-    """Progress for people; under --json stdout carries the one result document only."""
-    from tvdeploy.cli.options import OPTIONS
-    from tvdeploy.cli.output import reporter
-    from tvdeploy.reporting import NullReporter
-
-    return NullReporter() if OPTIONS.json else reporter()
 
 
 def _doctor_failed(exc: Exception) -> None:
@@ -53,17 +45,17 @@ def up(
 ) -> None:
     """Bring the lab up (idempotent: reuses what is already running) and write DIR/site.yaml."""
     from tvdeploy.cli.options import OPTIONS
-    from tvdeploy.cli.output import emit_json, info, out
+    from tvdeploy.cli.output import emit_json, note, out
     from tvdeploy.lab import up as lab_up
 
     lab_dir = _dir(dir)
     try:
-        result = lab_up.up(lab_dir, nodes, vcenter_latency_ms, _reporter())
+        result = lab_up.up(lab_dir, nodes, vcenter_latency_ms, reporter())
     except lab_up.DoctorFailed as exc:
         _doctor_failed(exc)
         raise
     if result.operator_key_created:
-        info("note: created an operator key WITHOUT passphrase for the lab (a real site uses an encrypted key)")
+        note("created an operator key WITHOUT passphrase for the lab (a real site uses an encrypted key)")
     status = lab_up.status(lab_dir)
     if OPTIONS.json:
         emit_json({**status, "seconds": round(result.seconds, 2), "created": result.created})
@@ -82,7 +74,7 @@ def down(dir: str | None = typer.Option(None, "--dir", help=DIR_HELP)) -> None:
     from tvdeploy.lab import up as lab_up
 
     lab_dir = _dir(dir)
-    removed = lab_up.down(lab_dir, _reporter())
+    removed = lab_up.down(lab_dir, reporter())
     if OPTIONS.json:
         emit_json({"dir": str(lab_dir), "state": "down", "removed": removed})
     else:
@@ -97,7 +89,7 @@ def reset(dir: str | None = typer.Option(None, "--dir", help=DIR_HELP)) -> None:
     from tvdeploy.lab import up as lab_up
 
     lab_dir = _dir(dir)
-    seconds = lab_up.reset(lab_dir, _reporter())
+    seconds = lab_up.reset(lab_dir, reporter())
     if OPTIONS.json:
         emit_json({"dir": str(lab_dir), "reset": True, "seconds": round(seconds, 2)})
     else:
@@ -169,7 +161,7 @@ def images(
         raise TvdeployError(f"--version: expected 1, 2 or all, got {version!r}")
     lab_dir = _dir(dir)
     versions = ["1", "2"] if version == "all" else [version]
-    result = build_images(lab_dir, versions, small=small, reporter=_reporter())
+    result = build_images(lab_dir, versions, small=small, reporter=reporter())
     if OPTIONS.json:
         emit_json(result)
         return

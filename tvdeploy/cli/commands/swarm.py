@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from tvdeploy.cli.common import SITE_ARG_HELP
+from tvdeploy.cli.output import reporter
 
 if TYPE_CHECKING:
     from tvdeploy.config.site import Site
@@ -19,15 +20,6 @@ swarm_app = typer.Typer(
 )
 
 SITE = typer.Argument(..., help=SITE_ARG_HELP, show_default=False)
-
-
-def _reporter() -> Any:
-    """Under --json stdout carries one document: progress events would break it."""
-    from tvdeploy.cli.options import OPTIONS
-    from tvdeploy.cli.output import reporter
-    from tvdeploy.reporting import NullReporter
-
-    return NullReporter() if OPTIONS.json else reporter()
 
 
 def _pool(model: Site, trust_new_hosts: bool, rep: Any) -> SSHPool:
@@ -95,7 +87,7 @@ def plan(
     from tvdeploy.execute.swarm_session import Clients, survey
 
     model = load_site(site)
-    rep = _reporter()
+    rep = reporter()
     with _pool(model, False, rep) as pool, Clients() as clients:
         view = survey(model, pool, clients, rep)
     doc = _view_json(model, view)
@@ -149,7 +141,7 @@ def bootstrap(
 
     model = load_site(site)
     signing_key()  # no audit key, no change: fail before touching anything
-    rep = _reporter()
+    rep = reporter()
     t0 = time.monotonic()
     with _pool(model, trust_new_hosts, rep) as pool, Clients() as clients:
         view = survey(model, pool, clients, rep)
@@ -295,7 +287,7 @@ def unlock(site: Path = SITE) -> None:
 
     model = load_site(site)
     signing_key()
-    rep = _reporter()
+    rep = reporter()
     with Clients() as clients:
         _require_clients(model, clients)
         facts = observe_swarm(model, clients)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from tvdeploy.cli.common import SITE_ARG_HELP
+from tvdeploy.cli.output import reporter
 
 if TYPE_CHECKING:
     from tvdeploy.config.site import Site
@@ -17,16 +18,6 @@ if TYPE_CHECKING:
 tls_app = typer.Typer(help="Site PKI and the nodes' Docker API over mutual TLS.", no_args_is_help=True)
 
 SITE = typer.Argument(..., help=SITE_ARG_HELP, show_default=False)
-
-
-def _reporter() -> Any:
-    """Under --json stdout carries one document: progress goes nowhere, warnings (new host keys,
-    clock offsets) still reach stderr."""
-    from tvdeploy.cli.options import OPTIONS
-    from tvdeploy.cli.output import reporter
-    from tvdeploy.cli.reporters import PlainReporter
-
-    return PlainReporter(quiet=True) if OPTIONS.json else reporter()
 
 
 def _pool(model: Site, trust_new_hosts: bool, reporter: Any) -> SSHPool:
@@ -77,7 +68,7 @@ def plan(
     from tvdeploy.cli.output import emit_json
 
     model = load_site(site)
-    rep = _reporter()
+    rep = reporter()
     with _pool(model, False, rep) as pool:
         result = _plan(model, pool, rep)
     for w in result.warnings:
@@ -99,7 +90,7 @@ def _apply(site: Path, trust_new_hosts: bool, rotate: bool) -> None:
 
     model = load_site(site)
     signing_key()  # no audit key, no change: fail before touching anything
-    rep = _reporter()
+    rep = reporter()
     with _pool(model, trust_new_hosts, rep) as pool:
         result = _plan(model, pool, rep, rotate=rotate)
         if not result.changes:
@@ -153,7 +144,7 @@ def status(site: Path = SITE) -> None:
     from tvdeploy.pki.status import site_status
 
     model = load_site(site)
-    rep = _reporter()
+    rep = reporter()
     with _pool(model, False, rep) as pool:
         doc = site_status(model, pool, rep)
     if OPTIONS.json:

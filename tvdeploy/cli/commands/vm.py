@@ -110,7 +110,7 @@ def apply_cmd(
         # with it (a no-op on later applies, where read_site_id already returned it).
         plan = plan_vms(model, facts, site_id, prune=prune)
         changed = apply_plan(
-            model, plan, session, placement, site_id, reporter(), record,
+            model, plan, session, placement, site_id, reporter(events=True), record,
             parallel=parallel, timeouts=Timeouts.scaled(timeout),
         )
     if OPTIONS.json:
@@ -145,7 +145,7 @@ def destroy_cmd(site: Path = typer.Argument(..., help=SITE_ARG_HELP, show_defaul
             _render_plan(plan)
         names = ", ".join(s.name for s in plan.steps)
         confirm(f"power off and delete {len(plan.steps)} VMs ({names}) on vCenter {model.vcenter.host}?")
-        deleted = apply_plan(model, plan, session, placement, site_id, reporter(), record)
+        deleted = apply_plan(model, plan, session, placement, site_id, reporter(events=True), record)
     if OPTIONS.json:
         emit_json_line({"event": "destroy.done", "deleted": deleted})
     else:
