@@ -50,11 +50,12 @@ def wipe_registry(site_file: Path) -> None:
 
     from tvdeploy.config.load import load_site
     from tvdeploy.connectors.ssh import SSHPool
+    from tvdeploy.execute import site_registry as R
     from tvdeploy.execute.import_bundle import SITE_RECORD, imports_dir
-    from tvdeploy.release import site_registry as R
+    from tvdeploy.release.registry_address import endpoint
 
     site = load_site(site_file)
-    ep = R.endpoint(site)
+    ep = endpoint(site)
     api = R.docker_client(site, site.node(ep.node)).api
     svc = R.find_service(api)
     if svc is not None:

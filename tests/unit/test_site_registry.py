@@ -1,4 +1,5 @@
-"""The site registry's pure parts: the swarm service spec and when its certificate is reissued."""
+"""The site registry's pure parts: its address, the swarm service spec and when its certificate is
+reissued."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from tests.unit.tls_helpers import make_site, node_csr
+from tvdeploy.execute import site_registry as R
 from tvdeploy.pki import ca as ca_mod
 from tvdeploy.pki.certinfo import utcnow
 from tvdeploy.pki.issue import ServerNames, sign_server_csr
-from tvdeploy.release import site_registry as R
+from tvdeploy.release import registry_address
 
 IMAGE = "sha256:" + "c" * 64
 
@@ -43,9 +45,9 @@ def test_restart_args_keep_the_spec_and_bump_force_update() -> None:
 
 def test_endpoint_is_the_first_manager(tmp_path: Path) -> None:
     site = make_site(tmp_path)
-    ep = R.endpoint(site)
+    ep = registry_address.endpoint(site)
     assert (ep.node, ep.host) == ("tv-mgr-1", "10.30.0.11:5000")
-    assert R.certs_d_path(ep) == "/etc/docker/certs.d/10.30.0.11:5000/ca.crt"
+    assert registry_address.certs_d_path(ep) == "/etc/docker/certs.d/10.30.0.11:5000/ca.crt"
 
 
 @pytest.fixture

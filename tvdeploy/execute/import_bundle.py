@@ -34,6 +34,7 @@ from tvdeploy.bundle.layout import BLOB_PREFIX
 from tvdeploy.bundle.sizes import format_size
 from tvdeploy.errors import ConnectionFailed, RefusedError, TvdeployError, VerificationError
 from tvdeploy.release import import_state as S
+from tvdeploy.release.registry_address import IMAGE_KEY, SERVICE, endpoint
 
 if TYPE_CHECKING:
     from tvdeploy.bundle.chunkbundle import PathVerified
@@ -375,7 +376,7 @@ def check_delta(site: Site, bf: BundleFile, images: list[BundleImage]) -> None:
     if not needed_base(images, bf.shipped):
         return
     if site.registry.mode == "site-registry":
-        from tvdeploy.release.site_registry import open_registry
+        from tvdeploy.execute.site_registry import open_registry
 
         with open_registry(site) as reg:
             check_delta_on_registry(reg, images, bf.shipped, str(bf.bundle.path))
@@ -417,7 +418,6 @@ Archive = Callable[[], Iterator[bytes]]
 
 def _registry_archive(bf: BundleFile, images: list[BundleImage]) -> tuple[str | None, Archive | None]:
     from tvdeploy.bundle.dockerload import stream
-    from tvdeploy.release.site_registry import IMAGE_KEY
 
     img = next((i for i in images if i.service == IMAGE_KEY), None)
     if img is None:
@@ -432,7 +432,7 @@ def _registry_archive(bf: BundleFile, images: list[BundleImage]) -> tuple[str | 
 
 def _to_registry(site: Site, bf: BundleFile, images: list[BundleImage], pool: SSHPool, journal: S.Journal,
                  jfile: JournalFile, reporter: Reporter, result: ImportResult, now: datetime) -> None:
-    from tvdeploy.release.site_registry import endpoint, ensure_registry, open_registry
+    from tvdeploy.execute.site_registry import ensure_registry, open_registry
 
     ep = endpoint(site)
     result.registry = ep.host
@@ -442,7 +442,7 @@ def _to_registry(site: Site, bf: BundleFile, images: list[BundleImage], pool: SS
         deployed = ensure_registry(site, pool, reg, image_id, archive, reporter, now)
         result.seconds["registry"] = time.monotonic() - start
         if deployed.created or deployed.certificate_sha256:
-            objects = [{"type": "service", "name": "tv-registry", "node": ep.node, "address": ep.host}]
+            objects = [{"type": "service", "name": SERVICE, "node": ep.node, "address": ep.host}]
             if image_id:
                 objects.append({"type": "image", "name": "registry", "digest": image_id})
             if deployed.certificate_sha256:
@@ -464,7 +464,7 @@ def _to_registry(site: Site, bf: BundleFile, images: list[BundleImage], pool: SS
         read_back(reg, images)
         result.seconds["read_back"] = time.monotonic() - start
     for img in images:
-        result.images[img.service] = f"{ep.host}/{img.repo}@{img.digest}"
+        result.images[img.service] = ep.reference(img.repo, img.digest)
     reporter.info(f"{len(images)} images in {ep.host}: {format_size(result.bytes_moved)} moved, "
                   f"{format_size(result.bytes_skipped)} skipped (already on the site)")
 
@@ -570,7 +570,7 @@ def load_on_node(site: Site, node: Any, bf: BundleFile, images: list[BundleImage
     import docker.errors
 
     from tvdeploy.bundle.dockerload import archive_size, stream
-    from tvdeploy.release.site_registry import LOAD_TIMEOUT, docker_client, load
+    from tvdeploy.execute.site_registry import LOAD_TIMEOUT, docker_client, load
 
     stats = Moved()
     api = docker_client(site, node, timeout=LOAD_TIMEOUT).api
@@ -626,7 +626,7 @@ def site_inventory(site: Site, pool: SSHPool, signer: tuple[Any, str]) -> tuple[
 
     last = S.latest([read_local_last(site), read_site_last(site, pool)])
     if site.registry.mode == "site-registry":
-        from tvdeploy.release.site_registry import open_registry
+        from tvdeploy.execute.site_registry import open_registry
 
         with open_registry(site) as reg:
             blobs = inv.registry_blobs(reg)
@@ -639,8 +639,8 @@ def site_inventory(site: Site, pool: SSHPool, signer: tuple[Any, str]) -> tuple[
 
 def _nodes_blobs(site: Site) -> set[str]:
     from tvdeploy.execute.parallel import for_each
+    from tvdeploy.execute.site_registry import docker_client
     from tvdeploy.release import site_inventory as inv
-    from tvdeploy.release.site_registry import docker_client
 
     def one(node: Any) -> set[str]:
         api = docker_client(site, node).api

@@ -9,7 +9,8 @@ made it" the product rules out. Pinning also keeps the named volume (node-local 
 the task. The port is published in host mode on that manager, so the address is that manager's
 IP whatever the site's ingress mesh can do.
 
-Every node trusts the registry through ``/etc/docker/certs.d/<address>:<port>/ca.crt``.
+Every node trusts the registry through ``/etc/docker/certs.d/<address>:<port>/ca.crt``. Where the
+registry is (pure) is ``tvdeploy.release.registry_address``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tvdeploy.errors import ConnectionFailed, RefusedError, TvdeployError
+from tvdeploy.release.registry_address import IMAGE_KEY, SERVICE, certs_d_path, endpoint
 
 if TYPE_CHECKING:
     from tvdeploy.config.site import Node, Site
@@ -33,9 +35,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SERVICE = "tv-registry"
 VOLUME = "tv-registry-data"
-IMAGE_KEY = "registry"  # the release's service name of the registry image
 CERT_DIR = "/etc/docker/tvdeploy-registry"
 KEY_FILE = f"{CERT_DIR}/key.pem"
 CERT_FILE = f"{CERT_DIR}/cert.pem"
@@ -50,25 +50,6 @@ KEYGEN = (
     "chown root:root {key}; chmod 0400 {key}; "
     "openssl req -new -key {key} -subj {subj} -outform PEM"
 )
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    node: str
-    address: str
-    port: int
-
-    @property
-    def host(self) -> str:
-        return f"{self.address}:{self.port}"
-
-
-def endpoint(site: Site) -> Endpoint:
-    """The registry runs on the first manager of the site file."""
-    if not site.managers:
-        raise RefusedError(f"site {site.site.name}: no manager node for the site registry")
-    node = site.managers[0]
-    return Endpoint(node.name, str(node.address), site.registry.port)
 
 
 def ca_file(site: Site) -> Path:
@@ -99,10 +80,6 @@ def find_service(api: Any) -> dict[str, Any] | None:
 
 
 # -- the CA on every node ---------------------------------------------------------------------
-
-def certs_d_path(ep: Endpoint) -> str:
-    return f"/etc/docker/certs.d/{ep.host}/ca.crt"
-
 
 def install_ca_everywhere(site: Site, pool: SSHPool, reporter: Reporter) -> None:
     """Every node's dockerd trusts the registry through certs.d (idempotent, parallel)."""
