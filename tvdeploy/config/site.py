@@ -6,9 +6,9 @@ Pure data: no I/O. Cross-field rules live in ``tvdeploy.config.rules``.
 from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Network
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
 from tvdeploy.config.types import (
     Fingerprint,
@@ -95,8 +95,12 @@ class Registry(StrictModel):
 
 
 class Stack(StrictModel):
-    template: SitePath | None = None
-    values: dict[str, Any] = Field(default_factory=dict)
+    template: SitePath | None = Field(None, description="A site's own copy of templates/trueverit/stack.yml.j2.")
+    values: dict[str, Any] = Field(default_factory=dict, description="Overrides of templates/trueverit/defaults.yaml.")
+    secrets: dict[Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,30}$")], SecretRef] = Field(
+        default_factory=dict, max_length=64,
+        description="Swarm secrets of the stack: name -> env:VAR or file:PATH (mounted, never in environment).",
+    )
 
 
 class Policies(StrictModel):
