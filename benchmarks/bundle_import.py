@@ -51,7 +51,7 @@ def wipe_registry(site_file: Path) -> None:
     from tvdeploy.config.load import load_site
     from tvdeploy.connectors.ssh import SSHPool
     from tvdeploy.execute import site_registry as R
-    from tvdeploy.execute.import_bundle import SITE_RECORD, imports_dir
+    from tvdeploy.execute.import_records import SITE_RECORD, imports_dir
     from tvdeploy.release.registry_address import endpoint
 
     site = load_site(site_file)

@@ -87,7 +87,7 @@ def test_delta_missing_base_blobs_lists_them() -> None:
 
 def test_one_import_per_site_at_a_time(tmp_path) -> None:
     from tests.unit.tls_helpers import make_site
-    from tvdeploy.execute.import_bundle import import_lock
+    from tvdeploy.execute.import_records import import_lock
 
     site = make_site(tmp_path)
     with import_lock(site):

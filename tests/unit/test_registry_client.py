@@ -138,7 +138,9 @@ def verified_bundle(tmp_path: Path):
 
 
 def _push_all(reg, verified, site, fail_after: int | None = None):
-    from tvdeploy.execute.import_bundle import BundleFile, JournalFile, push_image
+    from tvdeploy.bundle.images import BundleFile
+    from tvdeploy.execute.import_records import JournalFile
+    from tvdeploy.execute.import_registry import push_image
     from tvdeploy.release import import_state as S
 
     bf = BundleFile(verified)
@@ -159,7 +161,7 @@ def _push_all(reg, verified, site, fail_after: int | None = None):
 
 
 def test_push_is_resumable_and_moves_only_what_is_missing(reg, verified_bundle, tmp_path: Path) -> None:
-    from tvdeploy.execute.import_bundle import read_back
+    from tvdeploy.execute.import_registry import read_back
 
     site = make_site(tmp_path)
     with pytest.raises(KeyboardInterrupt):
@@ -188,8 +190,9 @@ def test_registry_inventory_lists_every_blob_of_every_tagged_image(reg, verified
 
 
 def test_delta_is_refused_when_its_base_blobs_are_missing(reg, verified_bundle, tmp_path: Path) -> None:
+    from tvdeploy.bundle.images import BundleFile
     from tvdeploy.errors import RefusedError
-    from tvdeploy.execute.import_bundle import BundleFile, check_delta_on_registry
+    from tvdeploy.execute.import_registry import check_delta_on_registry
 
     images, _m, _s, _j = _push_all(reg, verified_bundle, make_site(tmp_path))
     everything = BundleFile(verified_bundle).shipped

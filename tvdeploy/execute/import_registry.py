@@ -1,0 +1,171 @@
+"""``site-registry`` mode of ``bundle import``: deploy the site registry when needed, push each
+image's blobs (present: skip; in another repository: mount; else stream from the bundle) and
+manifest, then read every manifest back by digest and by tag."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING, BinaryIO
+
+from tvdeploy.audit.recorder import record
+from tvdeploy.bundle.images import BundleFile, BundleImage, needed_base
+from tvdeploy.bundle.sizes import format_size
+from tvdeploy.errors import ConnectionFailed, RefusedError, VerificationError
+from tvdeploy.execute.import_records import ImportResult, JournalFile, Moved
+from tvdeploy.execute.site_registry import ensure_registry, open_registry
+from tvdeploy.release import import_state as S
+from tvdeploy.release.registry_address import IMAGE_KEY, SERVICE, endpoint
+
+if TYPE_CHECKING:
+    from tvdeploy.config.site import Site
+    from tvdeploy.connectors.registry import Registry
+    from tvdeploy.connectors.ssh import SSHPool
+    from tvdeploy.reporting import Reporter
+
+
+def check_delta_on_registry(reg: Registry, images: list[BundleImage], shipped: frozenset[str],
+                            where: str) -> None:
+    """Refuse a delta whose base blobs are not all in the site registry, before any push."""
+    needed = needed_base(images, shipped)
+    if not needed:
+        return
+    try:
+        reg.ping()
+    except ConnectionFailed as exc:
+        raise RefusedError(f"{where}: a delta bundle needs the site registry it was made for, and "
+                           f"{exc.message}") from None
+    repo_of = {img.service: img.repo for img in images}
+    repos = sorted(set(repo_of.values()))
+
+    def held(digest: str) -> bool:
+        # The repositories of the images using the blob first: the earlier release put it there.
+        own = sorted({repo_of[svc] for svc in needed[digest]})
+        return any(reg.blob_exists(repo, digest) for repo in own + [r for r in repos if r not in own])
+
+    present = {d for d in needed if held(d)}
+    refusal = S.missing_base(needed, present)
+    if refusal is not None:
+        raise refusal
+
+
+Archive = Callable[[], Iterator[bytes]]
+
+
+def registry_archive(bf: BundleFile, images: list[BundleImage]) -> tuple[str | None, Archive | None]:
+    from tvdeploy.bundle.dockerload import stream
+
+    img = next((i for i in images if i.service == IMAGE_KEY), None)
+    if img is None:
+        return None, None
+
+    def archive() -> Iterator[bytes]:
+        with bf.open() as fh:
+            yield from stream([img.load_image()], lambda hexd, _size: bf.chunks(fh, hexd))
+
+    return f"sha256:{img.config_hex}", archive
+
+
+def to_registry(site: Site, bf: BundleFile, images: list[BundleImage], pool: SSHPool, journal: S.Journal,
+                jfile: JournalFile, reporter: Reporter, result: ImportResult, now: datetime) -> None:
+    ep = endpoint(site)
+    result.registry = ep.host
+    image_id, archive = registry_archive(bf, images)
+    with open_registry(site) as reg:
+        start = time.monotonic()
+        deployed = ensure_registry(site, pool, reg, image_id, archive, reporter, now)
+        result.seconds["registry"] = time.monotonic() - start
+        if deployed.created or deployed.certificate_sha256:
+            objects = [{"type": "service", "name": SERVICE, "node": ep.node, "address": ep.host}]
+            if image_id:
+                objects.append({"type": "image", "name": "registry", "digest": image_id})
+            if deployed.certificate_sha256:
+                objects.append({"type": "certificate", "name": SERVICE,
+                                "digest": f"sha256:{deployed.certificate_sha256}"})
+            record(site, "registry.deploy", objects=objects)
+        holders: dict[str, str] = {}
+        start = time.monotonic()
+        with bf.open() as fh:
+            for img in images:
+                stats = push_image(reg, bf, fh, img, images, holders, journal, jfile, reporter)
+                result.bytes_moved += stats.moved
+                result.bytes_skipped += stats.skipped
+                record(site, "bundle.import.image", objects=[
+                    {"type": "image", "name": f"{ep.host}/{img.repo}", "digest": img.digest,
+                     "moved_bytes": str(stats.moved), "skipped_bytes": str(stats.skipped)}])
+        result.seconds["push"] = time.monotonic() - start
+        start = time.monotonic()
+        read_back(reg, images)
+        result.seconds["read_back"] = time.monotonic() - start
+    for img in images:
+        result.images[img.service] = ep.reference(img.repo, img.digest)
+    reporter.info(f"{len(images)} images in {ep.host}: {format_size(result.bytes_moved)} moved, "
+                  f"{format_size(result.bytes_skipped)} skipped (already on the site)")
+
+
+def push_image(reg: Registry, bf: BundleFile, fh: BinaryIO, img: BundleImage, images: list[BundleImage],
+               holders: dict[str, str], journal: S.Journal, jfile: JournalFile, reporter: Reporter) -> Moved:
+    """Blobs first (present: skip; in another repository: mount; else stream), then the
+    manifest by tag; a progress bar per image shows bytes moved and skipped."""
+    stats = Moved()
+    key = f"import.{img.service}"
+    reporter.task(key, img.service, total=img.size, unit="bytes")
+    seen: set[str] = set()
+    for hexd, size in img.blobs:
+        if hexd in seen:
+            continue
+        seen.add(hexd)
+        digest = f"sha256:{hexd}"
+        location = None
+        if reg.blob_exists(img.repo, digest):
+            present = True
+        else:
+            source = holders.get(hexd) or _find_elsewhere(reg, img, images, hexd)
+            location = reg.mount_blob(img.repo, digest, source) if source else None
+            present = source is not None and location is None
+        if not present and hexd not in bf.shipped:
+            raise RefusedError(f"{reg.where}: {img.repo}: base blob {digest} of the delta is gone from the "
+                               "registry")
+        if present:
+            stats.skipped += size
+            stats.present += 1
+            reporter.advance(key, size, description=_describe(img, stats))
+        else:
+            offset, _size = bf.where(hexd)
+            reg.upload_blob(img.repo, digest, fh, offset, size, location=location,
+                            progress=lambda n: reporter.advance(key, n))
+            stats.moved += size
+            stats.uploaded += 1
+            reporter.advance(key, 0, description=_describe(img, stats))
+        holders[hexd] = img.repo
+        jfile.add(journal, {"blob": f"{img.repo}@{digest}"})
+    reg.put_manifest(img.repo, img.tag, img.manifest)
+    jfile.add(journal, {"image": img.service, "digest": img.digest})
+    reporter.done(key, description=_describe(img, stats))
+    reporter.event("import.image", service=img.service, digest=img.digest, moved=stats.moved, skipped=stats.skipped)
+    return stats
+
+
+def _describe(img: BundleImage, stats: Moved) -> str:
+    return f"{img.service}: {format_size(stats.moved)} moved, {format_size(stats.skipped)} skipped"
+
+
+def _find_elsewhere(reg: Registry, img: BundleImage, images: list[BundleImage], hexd: str) -> str | None:
+    """Another repository of this release that already holds the blob (from an earlier import)."""
+    for other in images:
+        if other.repo != img.repo and any(h == hexd for h, _s in other.blobs) and \
+                reg.blob_exists(other.repo, f"sha256:{hexd}"):
+            return other.repo
+    return None
+
+
+def read_back(reg: Registry, images: list[BundleImage]) -> None:
+    """Every manifest digest of the release, read back by digest and by tag."""
+    for img in images:
+        data, digest, _type = reg.get_manifest(img.repo, img.digest)
+        if digest != img.digest or data != img.manifest:
+            raise VerificationError(f"{reg.where}: {img.repo}@{img.digest}: read back differs from the bundle")
+        tagged = reg.manifest_digest(img.repo, img.tag)
+        if tagged != img.digest:
+            raise VerificationError(f"{reg.where}: {img.repo}:{img.tag} points at {tagged}, expected {img.digest}")
