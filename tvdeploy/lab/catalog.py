@@ -23,6 +23,12 @@ REPOSITORY = "trueverit"
 REGISTRY_SERVICE = "registry"
 REGISTRY_TAG = "2.8"
 VERSIONS = ("1", "2")
+# The large-layer variant (lab images --large-layer): LARGE_SERVICE gets an application layer of
+# tens of MiB of files; its version 2 changes one file of about 1 MiB in that layer, as a real
+# hot-fix does. Every other service stays at version 1 in both releases.
+LARGE_SERVICE = "cloud"
+LARGE_VERSIONS = ("1", "2")
+LARGE_FILE = 1024 * 1024  # each file of the large layer; one of them changes in version 2
 
 
 def image_ref(service: str, version: str) -> str:
@@ -35,6 +41,27 @@ def broken_ref() -> str:
 
 def registry_ref() -> str:
     return f"{REPOSITORY}/{REGISTRY_SERVICE}:{REGISTRY_TAG}"
+
+
+def large_ref(version: str) -> str:
+    return image_ref(LARGE_SERVICE, f"large-{version}")
+
+
+def large_release_spec(version: str) -> dict[str, Any]:
+    """release-large-vV.yaml: version 1 of every service, LARGE_SERVICE in its large variant."""
+    spec = release_spec("1")
+    spec["images"][LARGE_SERVICE] = large_ref(version)
+    spec.update(release=f"lab-large-v{version}", sequence=int(version))
+    return spec
+
+
+def large_files(total: int, version: str) -> dict[str, tuple[str, int]]:
+    """The large layer's files: path -> (random seed, size). ``total`` bytes in LARGE_FILE
+    pieces; the middle file's seed carries the version (the hot-fix), the others do not."""
+    count = max(2, total // LARGE_FILE)
+    changed = count // 2
+    return {f"app/lib/module-{i:03d}.bin": (f"large-{i}-v{version}" if i == changed else f"large-{i}", LARGE_FILE)
+            for i in range(count)}
 
 
 def release_spec(version: str, broken: bool = False) -> dict[str, Any]:

@@ -139,6 +139,23 @@ def app_context(service: str, version: str, size: str, broken: bool = False) -> 
     return ctx.bytes()
 
 
+def large_context(version: str, size: str, total: int) -> bytes:
+    """The large-layer variant of LARGE_SERVICE: the usual application files plus *total* bytes
+    of incompressible module files, all in the one application layer; version 2 differs in one
+    file of about 1 MiB (catalog.large_files) and in the version of its service.env."""
+    ctx = Context()
+    service = catalog.LARGE_SERVICE
+    ctx.file("Dockerfile", app_dockerfile(service, f"large-{version}", size).encode())
+    ctx.file("rootfs/app/service.env", catalog.service_env(service, f"large-{version}").encode())
+    ctx.file("rootfs/app/start.sh", (HERE / "start.sh").read_bytes(), 0o755)
+    ctx.file("rootfs/www/cgi-bin/index.cgi", (HERE / "index.cgi").read_bytes(), 0o755)
+    for page in ("health", "version"):
+        ctx.dir(f"rootfs/www/{page}")
+    for path, (seed, nbytes) in catalog.large_files(total, version).items():
+        ctx.file(f"rootfs/{path}", incompressible(nbytes, seed))
+    return ctx.bytes()
+
+
 def registry_context() -> bytes:
     """Debian's docker-registry binary and the shared libraries it links (per ldd)."""
     from tvdeploy.lab.proc import run
@@ -204,7 +221,9 @@ def _build(api: Any, ref: str, context: bytes) -> None:
 
 
 def build_images(lab_dir: Path, versions: list[str], small: bool = False,
-                 reporter: Reporter | None = None) -> dict[str, Any]:  # fmt: skip
+                 reporter: Reporter | None = None, large_layer: int | None = None) -> dict[str, Any]:  # fmt: skip
+    """Build the stand-ins of *versions*; with *large_layer* (bytes) also LARGE_SERVICE's
+    large-layer variant in both versions (and version 1 of the others: its releases use it)."""
     from tvdeploy.lab import engine
     from tvdeploy.lab.up import load_lab
 
@@ -226,6 +245,9 @@ def build_images(lab_dir: Path, versions: list[str], small: bool = False,
                  for s in catalog.SERVICES]  # fmt: skip
     if "2" in versions:
         todo.append((catalog.broken_ref(), lambda: app_context(catalog.BROKEN_SERVICE, "2", size, broken=True)))
+    if large_layer is not None:
+        todo += [(catalog.large_ref(v), lambda v=v: large_context(v, size, large_layer))
+                 for v in catalog.LARGE_VERSIONS]  # fmt: skip
     todo.append((catalog.registry_ref(), registry_context))
     rep.task("images", f"building {len(first) + len(todo)} images", total=len(first) + len(todo))
 
@@ -245,6 +267,8 @@ def build_images(lab_dir: Path, versions: list[str], small: bool = False,
     images = [catalog.image_ref(s, v) for v in versions for s in catalog.SERVICES] + [catalog.registry_ref()]
     if "2" in versions:
         images.append(catalog.broken_ref())
+    if large_layer is not None:
+        images += [catalog.large_ref(v) for v in catalog.LARGE_VERSIONS]
     return {
         "docker_host": layout.docker_host,
         "size": size,
@@ -256,7 +280,8 @@ def build_images(lab_dir: Path, versions: list[str], small: bool = False,
 
 
 def write_release_specs(lab_dir: Path, api: Any) -> list[Path]:
-    """release-vV.yaml for each version whose 18 images exist; release-broken.yaml with v2."""
+    """release-vV.yaml for each version whose 18 images exist; release-broken.yaml with v2;
+    release-large-vV.yaml when the large-layer variant exists."""
     import yaml
 
     from tvdeploy.state import write_atomic
@@ -266,6 +291,7 @@ def write_release_specs(lab_dir: Path, api: Any) -> list[Path]:
         specs = [(f"release-v{version}.yaml", catalog.release_spec(version))]
         if version == "2":
             specs.append(("release-broken.yaml", catalog.release_spec(version, broken=True)))
+        specs.append((f"release-large-v{version}.yaml", catalog.large_release_spec(version)))
         for name, spec in specs:
             if all(_exists(api, ref) for ref in spec["images"].values()):
                 header = "# Release spec of the lab's stand-in images (tvdeploy lab images).\n"

@@ -149,9 +149,15 @@ def images(
     dir: str | None = typer.Option(None, "--dir", help=DIR_HELP),
     version: str = typer.Option("all", "--version", help="1, 2 or all (1 and 2 and the broken variant)."),
     small: bool = typer.Option(False, "--small", help="A few-MiB shared base layer instead of 128 MiB."),
+    large_layer: bool = typer.Option(False, "--large-layer",
+                                     help="Also build cloud with a large application layer (large-1) and its "
+                                          "one-file hot-fix (large-2); writes release-large-v1/v2.yaml."),
+    large_size: str = typer.Option("48MiB", "--large-size", metavar="SIZE",
+                                   help="Size of that large layer's files (1 MiB each; one changes in large-2)."),
 ) -> None:
     """Build the 18 stand-in Trueverit images and the registry image into the build engine, offline,
-    and write DIR/release-v1.yaml, release-v2.yaml, release-broken.yaml."""
+    and write DIR/release-v1.yaml, release-v2.yaml, release-broken.yaml (with --large-layer also
+    release-large-v1.yaml and release-large-v2.yaml)."""
     from tvdeploy.cli.options import OPTIONS
     from tvdeploy.cli.output import emit_json, out
     from tvdeploy.errors import TvdeployError
@@ -161,7 +167,16 @@ def images(
         raise TvdeployError(f"--version: expected 1, 2 or all, got {version!r}")
     lab_dir = _dir(dir)
     versions = ["1", "2"] if version == "all" else [version]
-    result = build_images(lab_dir, versions, small=small, reporter=reporter())
+    large = None
+    if large_layer:
+        from tvdeploy.bundle.sizes import parse_size
+
+        try:
+            large = parse_size(large_size)
+        except ValueError as exc:
+            raise TvdeployError(f"--large-size: {exc}") from None
+        versions = sorted(set(versions) | {"1"})  # the large releases use version 1 of the others
+    result = build_images(lab_dir, versions, small=small, reporter=reporter(), large_layer=large)
     if OPTIONS.json:
         emit_json(result)
         return
