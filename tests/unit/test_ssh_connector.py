@@ -15,7 +15,7 @@ import pytest
 
 from tvdeploy.connectors import ssh as S
 from tvdeploy.errors import ConnectionFailed, VerificationError
-from tvdeploy.execute.parallel import for_each
+from tvdeploy.parallel import for_each
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not Path("/usr/sbin/sshd").exists() or not shutil.which("ssh-keygen"),

@@ -13,8 +13,8 @@ from tvdeploy.bundle.images import BundleFile, BundleImage
 from tvdeploy.bundle.sizes import format_size
 from tvdeploy.errors import ConnectionFailed, VerificationError
 from tvdeploy.execute.import_records import ImportResult, JournalFile, Moved
-from tvdeploy.execute.parallel import for_each
 from tvdeploy.execute.site_registry import LOAD_TIMEOUT, docker_client, load
+from tvdeploy.parallel import for_each
 from tvdeploy.release import import_state as S
 from tvdeploy.release import site_inventory as inv
 

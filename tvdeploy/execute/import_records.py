@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from tvdeploy import state
 from tvdeploy.errors import RefusedError, TvdeployError
-from tvdeploy.execute.parallel import for_each
+from tvdeploy.parallel import for_each
 from tvdeploy.release import import_state as S
 
 if TYPE_CHECKING:

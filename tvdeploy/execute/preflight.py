@@ -135,7 +135,7 @@ def inspect_node(site: Site, pool: SSHPool, name: str) -> tuple[HostFacts | str,
 
 
 def run_preflight(site: Site, pool: SSHPool, reporter: Reporter) -> PreflightResult:
-    from tvdeploy.execute.parallel import for_each
+    from tvdeploy.parallel import for_each
 
     reporter.task("swarm.facts", f"reading facts of {len(site.nodes)} node(s)", total=len(site.nodes))
 

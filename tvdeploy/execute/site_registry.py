@@ -84,7 +84,7 @@ def find_service(api: Any) -> dict[str, Any] | None:
 def install_ca_everywhere(site: Site, pool: SSHPool, reporter: Reporter) -> None:
     """Every node's dockerd trusts the registry through certs.d (idempotent, parallel)."""
     from tvdeploy.connectors.ssh import FileSpec
-    from tvdeploy.execute.parallel import for_each
+    from tvdeploy.parallel import for_each
 
     ep = endpoint(site)
     ca_pem = ca_file(site).read_bytes()

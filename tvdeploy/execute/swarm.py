@@ -302,7 +302,7 @@ class SwarmExecutor:
         """Steps in plan order; a run of worker joins or of label updates goes in parallel (they
         touch one node each and change no raft membership), everything else one at a time. A run
         of formation steps (joins, labels, networks) is spread over lanes: see formation_lanes."""
-        from tvdeploy.execute.parallel import for_each
+        from tvdeploy.parallel import for_each
 
         for group in _groups(plan.steps):
             if len(group) > 1 and group[0].kind in FORMATION_KINDS:
@@ -321,7 +321,7 @@ class SwarmExecutor:
         beside that lane: each worker's join then its label, labels of nodes already in the
         swarm, and the network creations. A failure stops its own lane only; the first error
         is raised once every lane has finished (parallel.for_each)."""
-        from tvdeploy.execute.parallel import for_each
+        from tvdeploy.parallel import for_each
 
         lanes = formation_lanes(steps)
         self._manager()  # choose the manager once, before the threads share it

@@ -20,8 +20,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from tvdeploy.errors import ConnectionFailed, TvdeployError
-from tvdeploy.execute.parallel import DEFAULT_LIMIT, for_each
 from tvdeploy.facts.host import CA_PATH, CERT_PATH, DAEMON_JSON, DROPIN_PATH, KEY_PATH, HostFacts
+from tvdeploy.parallel import DEFAULT_LIMIT, for_each
 from tvdeploy.plan import tls as P
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tvdeploy.errors import TvdeployError
-from tvdeploy.execute.parallel import for_each
+from tvdeploy.parallel import for_each
 from tvdeploy.pki.certinfo import cert_info, signed_by, utcnow
 
 if TYPE_CHECKING:

@@ -196,8 +196,8 @@ def _cert_expiry(model: Site) -> dict[str, str | None]:
 
     from tvdeploy.connectors.docker_api import presented_certificate
     from tvdeploy.errors import TvdeployError
-    from tvdeploy.execute.parallel import for_each
     from tvdeploy.execute.swarm_session import client_cert
+    from tvdeploy.parallel import for_each
 
     certs = client_cert(model)
     if certs is None:

@@ -1,4 +1,5 @@
-"""Bounded parallelism across nodes: run one function per item, at most *limit* at a time.
+"""Bounded parallelism across nodes (a base utility, for every layer): run one function per item,
+at most *limit* at a time.
 
 Every item runs to completion even when another fails, so one unreachable node does not hide the
 state of the others; the first failure is raised with the rest as details.
