@@ -34,8 +34,10 @@ from tvdeploy.execute.import_records import (
     write_completed,
 )
 from tvdeploy.execute.import_registry import check_delta_on_registry, to_registry
+from tvdeploy.execute.release_records import record_import_in_swarm
 from tvdeploy.execute.site_registry import open_registry
 from tvdeploy.release import import_state as S
+from tvdeploy.release.records import ImportRecord
 
 if TYPE_CHECKING:
     from tvdeploy.bundle.chunkbundle import PathVerified
@@ -109,6 +111,9 @@ def _import_locked(site: Site, verified: PathVerified, bf: BundleFile, pool: SSH
                            datetime.now(UTC).isoformat(timespec="seconds"),
                            {img.service: img.digest for img in images})
         write_completed(site, pool, done)
+        record_import_in_swarm(site, ImportRecord(
+            rel["release"], rel["sequence"], bundle.manifest_sha256, done.time, dict(done.images),
+            {img.service: img.repo for img in images}, tuple(verified.verified.signers), mode), reporter.warn)
     except TvdeployError as exc:
         record(site, "bundle.import", objects=[bundle_obj], outcome="failure", error=exc.message)
         raise
