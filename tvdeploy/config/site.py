@@ -103,10 +103,17 @@ class Stack(StrictModel):
     )
 
 
+class Approver(StrictModel):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$",
+                      description="Who signs waivers; a waiver's approver names this entry.")
+    key: SitePath = Field(description="The approver's Ed25519 public key: PEM or 64 hex digits.")
+
+
 class Policies(StrictModel):
     packs: list[str] = Field(default_factory=lambda: ["cis-docker"], max_length=32)
     waivers: list[SitePath] = Field(default_factory=list, max_length=64)
     fail_on: Literal["critical", "high", "medium", "low"] = "high"
+    approvers: list[Approver] = Field(default_factory=list, max_length=32)
 
 
 class Trust(StrictModel):
