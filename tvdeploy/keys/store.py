@@ -189,5 +189,21 @@ def load_private_key(name: str, passphrase: Secret | None = None) -> Ed25519Priv
     return key
 
 
+def load_signers(names: list[str], passphrase_ref: str | None) -> list[tuple[Ed25519PrivateKey, str]]:
+    """(private key, key id) of each key in *names* (once each, in order), for ``--key NAME``
+    options with one ``--passphrase env:VAR|file:PATH``."""
+    secret = passphrase_from_reference(passphrase_ref, "--passphrase")
+    signers = []
+    for name in dict.fromkeys(names):
+        private_key = load_private_key(name, secret)
+        signers.append((private_key, key_id(private_key.public_key())))
+    return signers
+
+
+def key_names() -> dict[str, str]:
+    """Key id -> name of every key in the local store (to show names beside key ids)."""
+    return {k.key_id: k.name for k in list_keys()}
+
+
 def operator_key_name() -> str:
     return os.environ.get(OPERATOR_KEY_ENV, "operator")

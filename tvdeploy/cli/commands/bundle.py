@@ -9,64 +9,14 @@ from typing import Any
 import typer
 
 from tvdeploy.bundle.sizes import format_size
+from tvdeploy.cli.bundle_views import check_size, delta_doc, delta_text, print_delta, verify_chunk_folder
 from tvdeploy.cli.output import reporter
+from tvdeploy.keys.store import key_names
 
 bundle_app = typer.Typer(
     help="Offline image bundles: build, sign, verify, inspect, split, join, inventory, import.",
     no_args_is_help=True,
 )
-
-
-def _key_names() -> dict[str, str]:
-    from tvdeploy.keys.store import list_keys
-
-    return {k.key_id: k.name for k in list_keys()}
-
-
-def _check_size(value: str | None) -> str | None:
-    """Checked while parsing, so a bad --chunk-size is a usage error whatever else is missing."""
-    from tvdeploy.bundle.sizes import parse_size
-
-    if value is None:
-        return None
-    try:
-        parse_size(value)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-    return value
-
-
-def _since(path: Path | None, key_files: list[Path]) -> Any:
-    """The delta base from a signed site inventory, checked against --inventory-key keys (or
-    the local operator key)."""
-    if path is None:
-        if key_files:
-            from tvdeploy.errors import RefusedError
-
-            raise RefusedError("--inventory-key: only meaningful with --since HAVE.json")
-        return None
-    from tvdeploy.bundle.delta import since
-    from tvdeploy.bundle.inventory import read_inventory
-    from tvdeploy.keys.store import read_public_key_file
-
-    keys = [read_public_key_file(f) for f in key_files] or None
-    return since(read_inventory(path, keys))
-
-
-def _signers(keys: list[str], passphrase: str | None) -> list[tuple[Any, str]]:
-    from tvdeploy.keys.store import key_id, load_private_key, passphrase_from_reference
-
-    secret = passphrase_from_reference(passphrase, "--passphrase")
-    out = []
-    for name in dict.fromkeys(keys):
-        private_key = load_private_key(name, secret)
-        out.append((private_key, key_id(private_key.public_key())))
-    return out
-
-
-def _delta_text(shipped: int, expected: dict[str, int]) -> str:
-    return (f"delta: {shipped} blobs shipped, {len(expected)} expected on site "
-            f"({format_size(sum(expected.values()))} left to the site)")
 
 
 @bundle_app.command("build")
@@ -84,7 +34,7 @@ def build(
     inventory_keys: list[str] = typer.Option([], "--inventory-key", metavar="FILE",
                                              help="Public key that may have signed the inventory (repeatable; "
                                                   "default: the local operator key)."),
-    chunk_size: str | None = typer.Option(None, "--chunk-size", metavar="SIZE", callback=_check_size,
+    chunk_size: str | None = typer.Option(None, "--chunk-size", metavar="SIZE", callback=check_size,
                                           help="Split the signed bundle into chunks of SIZE (100MiB, 4GiB, dvd) "
                                                "in the folder -o; needs --key."),
     keys: list[str] = typer.Option([], "--key", metavar="NAME",
@@ -94,127 +44,42 @@ def build(
 ) -> None:
     """Stream the spec's images out of the build engine into one bundle tar (OCI layout, release
     manifest, inventory, file manifest, empty signatures/); optionally a delta, signed, split."""
-    import dataclasses
-
-    from tvdeploy.bundle.engine import start_early
+    from tvdeploy.bundle.sizes import parse_size
+    from tvdeploy.execute.bundle_build import build_bundle
 
     if chunk_size is not None and not keys:
         raise typer.BadParameter("--chunk-size needs --key NAME: sign the bundle before it is split",
                                  param_hint="--chunk-size")
-    # The engine stages all images before it sends a byte: ask first, import and check meanwhile.
-    early = start_early(engine, spec)
-    try:
-        from tvdeploy.audit.recorder import signing_key
-        from tvdeploy.release.spec import load_release_spec
-
-        release_spec = load_release_spec(spec)
-        since = _since(since_file, [Path(k) for k in inventory_keys])
-        signers = _signers(keys, passphrase)
-        if chunk_size is None:
-            built = _build(output, release_spec, engine, since, early, signing_key)
-            if signers:
-                _sign_built(output, signers)
-                built = dataclasses.replace(built, size=output.stat().st_size)
-        else:
-            built = _build_split(output, release_spec, engine, since, early, signing_key, chunk_size, keys, signers)
-    finally:
-        if early is not None:
-            early.close()
-    _report_build(output, built, chunk_size is not None)
+    result = build_bundle(output, spec, engine, reporter(), since_file=since_file,
+                          inventory_keys=[Path(k) for k in inventory_keys], keys=keys, passphrase=passphrase,
+                          chunk_size=None if chunk_size is None else parse_size(chunk_size))
+    _report_build(output, result)
 
 
-def _build(output: Path, spec: Any, engine: str, since: Any, early: Any, unlock: Any,
-           label: Path | None = None) -> Any:
-    """Build *output* and record it (as *label*: the chunk folder when the file is temporary)."""
-    from tvdeploy.audit.recorder import record_global
-    from tvdeploy.bundle.writer import build_from_engine
-
-    # The audit record needs the operator key: unlock it before the long part.
-    built = build_from_engine(output, spec, engine, reporter=reporter(), while_staging=unlock, early=early,
-                              since=since)
-    objects = [{"type": "bundle", "name": str((label or output).resolve()),
-                "digest": f"sha256:{built.manifest_sha256}"}]
-    if since is not None:
-        objects.append({"type": "inventory", "name": str(since.about.get("site", "")),
-                        "digest": f"sha256:{since.about.get('inventory_sha256', '')}",
-                        "expected_on_site": str(len(built.expected or {}))})
-    objects += [{"type": "image", "name": svc, "digest": img["digest"]}
-                for svc, img in built.release["images"].items()]
-    record_global("bundle.build", objects=objects)
-    return built
-
-
-def _sign_built(bundle: Path, signers: list[tuple[Any, str]]) -> None:
-    from tvdeploy.audit.recorder import record_global
-    from tvdeploy.bundle.sign import sign_bundle
-
-    for private_key, kid in signers:
-        signed = sign_bundle(bundle, private_key, kid)
-        record_global("bundle.sign", objects=[
-            {"type": "bundle", "name": str(bundle.resolve()), "digest": f"sha256:{signed.manifest_sha256}"},
-            {"type": "key", "name": _key_names().get(kid, kid[:16]), "key_id": kid},
-        ])
-
-
-def _build_split(output: Path, spec: Any, engine: str, since: Any, early: Any, unlock: Any, chunk_size: str,
-                 keys: list[str], signers: list[tuple[Any, str]]) -> Any:
-    """Build and sign into a temporary folder beside the chunk folder *output*, split, then drop
-    the bundle file: the chunk folder is the result (``bundle join`` gives the file back)."""
-    import dataclasses
-    import shutil
-    import tempfile
-
-    from tvdeploy.audit.recorder import record_global
-    from tvdeploy.bundle.chunks import split_bundle
-    from tvdeploy.bundle.sizes import parse_size
-    from tvdeploy.errors import InputFileError
-
-    if not output.parent.is_dir():
-        raise InputFileError(f"{output.parent}: folder does not exist")
-    work = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.build-"))
-    try:
-        bundle = work / f"{output.name.removesuffix('.tar')}.tar"
-        built = _build(bundle, spec, engine, since, early, unlock, label=output)
-        _sign_built(bundle, signers)
-        built = dataclasses.replace(built, size=bundle.stat().st_size)
-        result = split_bundle(bundle, parse_size(chunk_size), output, signers, reporter=reporter())
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    record_global("bundle.split", objects=[
-        {"type": "bundle", "name": bundle.name, "digest": f"sha256:{result.index.sha256}"},
-        {"type": "chunk-index", "name": str((output / "chunks.json").resolve()),
-         "digest": f"sha256:{result.index_sha256}", "chunks": str(len(result.index.chunks))},
-        *({"type": "key", "name": n, "key_id": k} for n, (_p, k) in zip(dict.fromkeys(keys), signers, strict=True)),
-    ])
-    return built, result
-
-
-def _report_build(output: Path, built: Any, split: bool) -> None:
+def _report_build(output: Path, result: Any) -> None:
     from tvdeploy.cli.options import OPTIONS
     from tvdeploy.cli.output import emit_json, out
 
-    result = None
-    if split:
-        built, result = built
+    built, split = result.bundle, result.split
     if OPTIONS.json:
         doc: dict[str, Any] = {"bundle": str(output), "size": built.size, "blobs": built.blobs,
                                "manifest_sha256": built.manifest_sha256, "release": built.release,
                                "delta": built.is_delta}
         if built.is_delta:
             doc["expected_on_site"] = [{"digest": f"sha256:{h}", "size": n} for h, n in sorted(built.expected.items())]
-        if result is not None:
-            doc["chunks"] = [{"name": c.name, "size": c.size, "sha256": c.sha256} for c in result.index.chunks]
-            doc["index_sha256"] = result.index_sha256
+        if split is not None:
+            doc["chunks"] = [{"name": c.name, "size": c.size, "sha256": c.sha256} for c in split.index.chunks]
+            doc["index_sha256"] = split.index_sha256
         emit_json(doc)
         return
     rel = built.release
     what = f"{output}: release {rel['release']} (sequence {rel['sequence']}), {len(rel['images'])} images, " \
            f"{built.blobs} blobs, {format_size(built.size)}"
-    if result is not None:
-        what += f", in {len(result.index.chunks)} chunks of {format_size(result.index.chunk_size)}"
+    if split is not None:
+        what += f", in {len(split.index.chunks)} chunks of {format_size(split.index.chunk_size)}"
     out(what)
     if built.is_delta:
-        out(f"{output}: {_delta_text(built.blobs, built.expected)}")
+        out(f"{output}: {delta_text(built.blobs, built.expected)}")
 
 
 @bundle_app.command("sign")
@@ -251,27 +116,6 @@ def sign(
     out(f"{bundle}: signed by {key} (key id {kid[:16]}) as {signed.member}")
 
 
-def delta_doc(bundle: Any) -> dict[str, Any]:
-    """What --json says about a verified bundle being a delta."""
-    if not bundle.is_delta:
-        return {"delta": False}
-    return {"delta": True, "since": bundle.since, "shipped_blobs": len(bundle.blob_digests),
-            "expected_on_site": [{"digest": f"sha256:{h}", "size": n} for h, n in sorted(bundle.expected.items())]}
-
-
-def print_delta(where: Path, bundle: Any) -> None:
-    """The delta line of verify (and, with -v, every layer the site must hold)."""
-    from tvdeploy.cli.options import OPTIONS
-    from tvdeploy.cli.output import out
-
-    if not bundle.is_delta:
-        return
-    out(f"{where}: {_delta_text(len(bundle.blob_digests), bundle.expected)}")
-    if OPTIONS.verbose:
-        for h, n in sorted(bundle.expected.items()):
-            out(f"  expected on site: sha256:{h} ({n} bytes)")
-
-
 @bundle_app.command("verify")
 def verify(
     bundle: Path = typer.Argument(..., help="The bundle file or chunk folder.", show_default=False),
@@ -284,11 +128,9 @@ def verify(
     from tvdeploy.cli.output import emit_json, out, warn
 
     if bundle.is_dir():
-        from tvdeploy.cli.commands.bundle_chunks import verify_chunk_folder
-
         return verify_chunk_folder(bundle, trust_root, chunks_only=False, bars_only=True)
     result = verify_bundle(bundle, trust_root, reporter=reporter(bars_only=True))
-    names = _key_names()
+    names = key_names()
     rel = result.bundle.release
     if OPTIONS.json:
         emit_json({
@@ -336,7 +178,7 @@ def inspect(bundle: Path = typer.Argument(..., help="The bundle file or chunk fo
           [[svc, i["reference"], i["digest"], format_size(i["size"] or 0), i["layers"],
             format_size(i["shipped_bytes"]), format_size(i["expected_bytes"])]
            for svc, i in doc["images"].items()])
-    names = _key_names()
+    names = key_names()
     if not doc["signatures"]:
         out("signatures: none")
     for s in doc["signatures"]:

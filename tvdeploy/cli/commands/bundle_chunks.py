@@ -1,38 +1,22 @@
 """tvdeploy bundle split BUNDLE --size SIZE -o DIR --key NAME | join DIR -o BUNDLE | verify-chunks DIR
 
 ``bundle verify DIR`` is the same check as ``verify-chunks DIR`` (kept as an alias, with
-``--chunks-only``): both call ``verify_chunk_folder``."""
+``--chunks-only``): both call ``tvdeploy.cli.bundle_views.verify_chunk_folder``."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
 
+from tvdeploy.cli.bundle_views import check_size, verify_chunk_folder
+from tvdeploy.cli.commands.bundle import bundle_app
 from tvdeploy.cli.output import reporter
-
-
-def _check_size(value: str) -> str:
-    """Checked while parsing, so a bad --size is a usage error whatever else is missing."""
-    from tvdeploy.bundle.sizes import parse_size
-
-    try:
-        parse_size(value)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-    return value
-
-
-def _key_names() -> dict[str, str]:
-    from tvdeploy.keys.store import list_keys
-
-    return {k.key_id: k.name for k in list_keys()}
 
 
 def split(
     bundle: Path = typer.Argument(..., help="The bundle file.", show_default=False),
-    size: str = typer.Option(..., "--size", metavar="SIZE", callback=_check_size,
+    size: str = typer.Option(..., "--size", metavar="SIZE", callback=check_size,
                              help="Chunk size: 100MiB, 4GiB, 700MB, a byte count, or cd, dvd, dvd-dl, fat32.",
                              show_default=False),
     output: Path = typer.Option(..., "-o", "--output", metavar="DIR", help="Folder for the chunks (created).",
@@ -44,28 +28,18 @@ def split(
                                           help="Where the keys' passphrase comes from."),
 ) -> None:
     """Split BUNDLE into numbered chunks of SIZE with a signed chunk index, for removable media."""
-    from tvdeploy.audit.recorder import record_global, signing_key
-    from tvdeploy.bundle.chunks import split_bundle
+    from tvdeploy.audit.recorder import signing_key
     from tvdeploy.bundle.sizes import format_size, parse_size
     from tvdeploy.cli.options import OPTIONS
     from tvdeploy.cli.output import emit_json, out
-    from tvdeploy.keys.store import key_id, load_private_key, passphrase_from_reference
+    from tvdeploy.execute.bundle_build import split_and_record
+    from tvdeploy.keys.store import load_signers
 
-    chunk_size = parse_size(size)
-    secret = passphrase_from_reference(passphrase, "--passphrase")
-    signers = []
-    for name in dict.fromkeys(keys):
-        private_key = load_private_key(name, secret)
-        signers.append((private_key, key_id(private_key.public_key())))
+    signers = load_signers(keys, passphrase)
     signing_key()  # the audit record needs the operator key: fail before writing anything
-    result = split_bundle(bundle, chunk_size, output, signers, reporter=reporter())
+    result = split_and_record(bundle, parse_size(size), output, keys, signers, reporter(),
+                              bundle_name=str(bundle.resolve()))
     index = result.index
-    record_global("bundle.split", objects=[
-        {"type": "bundle", "name": str(bundle.resolve()), "digest": f"sha256:{index.sha256}"},
-        {"type": "chunk-index", "name": str((output / "chunks.json").resolve()),
-         "digest": f"sha256:{result.index_sha256}", "chunks": str(len(index.chunks))},
-        *({"type": "key", "name": n, "key_id": k} for n, (_p, k) in zip(dict.fromkeys(keys), signers, strict=True)),
-    ])
     if OPTIONS.json:
         emit_json({"bundle": str(bundle), "dir": str(output), "size": index.size, "sha256": index.sha256,
                    "chunk_size": index.chunk_size, "index_sha256": result.index_sha256,
@@ -108,18 +82,6 @@ def join(
     out(f"{output}: joined {len(index.chunks)} chunks ({format_size(index.size)}), sha256 {index.sha256}")
 
 
-def _report_doc(report: Any, names: dict[str, str]) -> dict[str, Any]:
-    return {
-        "dir": str(report.dir), "bundle": report.index.bundle, "size": report.index.size,
-        "sha256": report.index.sha256, "chunks": len(report.index.chunks), "chunks_ok": report.ok,
-        "bad_chunks": [{"name": p.name, "problem": p.kind, "detail": p.detail} for p in report.problems],
-        "extra_files": list(report.extra), "trust_root_version": report.root.version,
-        "threshold": report.root.threshold,
-        "index_signatures": [{"file": c.file, "key_id": c.key_id, "name": names.get(c.key_id), "status": c.status}
-                             for c in report.checks],
-    }
-
-
 def verify_chunks(
     directory: Path = typer.Argument(..., metavar="DIR", help="The chunk folder.", show_default=False),
     trust_root: Path = typer.Option(..., "--trust", metavar="ROOT", help="Trust root file.", show_default=False),
@@ -132,67 +94,7 @@ def verify_chunks(
     return verify_chunk_folder(directory, trust_root, chunks_only=chunks_only)
 
 
-def verify_chunk_folder(directory: Path, trust_root: Path, *, chunks_only: bool, bars_only: bool = False) -> int:
-    """The chunk-folder verification of ``bundle verify DIR`` and ``bundle verify-chunks DIR``."""
-    import sys
-    from datetime import UTC, datetime
-
-    from tvdeploy.bundle.chunkbundle import judge_bundle, read_chunked_bundle
-    from tvdeploy.bundle.chunks import verify_chunk_dir
-    from tvdeploy.bundle.sizes import format_size
-    from tvdeploy.cli.commands.bundle import delta_doc, print_delta
-    from tvdeploy.cli.options import OPTIONS
-    from tvdeploy.cli.output import emit_json, out, warn
-
-    rep = reporter(bars_only=bars_only)
-    report = verify_chunk_dir(directory, trust_root, reporter=rep)
-    names = _key_names()
-    doc = _report_doc(report, names)
-    if not report.ok:
-        error = report.failure()
-        if OPTIONS.json:
-            # One document on stdout (the report), the error line on stderr, exit 1.
-            emit_json({**doc, "verified": False, "error": error.message})
-            print(f"error: {error.message}", file=sys.stderr)
-            return 1
-        raise error
-    for c in report.checks:
-        if c.status != "valid":
-            warn(f"{directory / c.file}: key {c.key_id[:16]}: {c.status} (not counted)")
-    for name in report.extra:
-        warn(f"{directory / name}: not part of the chunk index (ignored)")
-    verified = None
-    if not chunks_only:
-        bundle = read_chunked_bundle(directory, report.index, reporter=rep)
-        verified = judge_bundle(bundle, report.root, datetime.now(UTC))
-    if OPTIONS.json:
-        if verified is not None:
-            rel = verified.bundle.release
-            doc["bundle_verified"] = {
-                "release": rel["release"], "sequence": rel["sequence"],
-                "manifest_sha256": verified.bundle.manifest_sha256,
-                "signatures": [{"file": c.file, "key_id": c.key_id, "name": names.get(c.key_id), "status": c.status}
-                               for c in verified.checks],
-                **delta_doc(verified.bundle)}
-        emit_json({**doc, "verified": True})
-        return 0
-    who = ", ".join(sorted(names.get(k, k[:16]) for k in report.signers))
-    out(f"{directory}: {len(report.index.chunks)} chunks, {format_size(report.index.size)}: all present and intact; "
-        f"index signed by {len(report.signers)} of {report.root.threshold} required keys ({who}); "
-        f"trust root version {report.root.version}")
-    if verified is not None:
-        rel = verified.bundle.release
-        bwho = ", ".join(sorted(names.get(k, k[:16]) for k in verified.signers))
-        out(f"{directory}: bundle {report.index.bundle} verified: release {rel['release']} (sequence "
-            f"{rel['sequence']}), {len(rel['images'])} images, {len(verified.bundle.blob_digests)} blobs; signed by "
-            f"{len(verified.signers)} of {verified.root.threshold} required keys ({bwho})")
-        print_delta(directory, verified.bundle)
-    return 0
-
-
 def register(app: typer.Typer) -> None:
-    from tvdeploy.cli.commands.bundle import bundle_app
-
     # bundle_app lives as long as the process; the app may be built more than once (tests).
     have = {c.name for c in bundle_app.registered_commands}
     for name, func in (("split", split), ("join", join), ("verify-chunks", verify_chunks)):
