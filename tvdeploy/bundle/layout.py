@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -52,6 +53,10 @@ class LayoutWriter:
     # A delta: layer digests the site holds already. Such layers are hashed but not kept.
     skip: frozenset[str] = frozenset()
     skipped: dict[str, FileRecord] = field(default_factory=dict)  # blob hex -> what was left out
+    # A delta with byte-level patches: given (out, data offset, hex, size) of a layer just
+    # written, the (base hex, patch bytes) to ship instead, or None to keep the layer.
+    patcher: Callable[[BinaryIO, int, str, int], tuple[str, bytes] | None] | None = None
+    patched: dict[str, tuple[str, str, int]] = field(default_factory=dict)  # layer hex -> (base, patch, size)
 
     def start(self) -> None:
         self.add_file("oci-layout", json_bytes(OCI_LAYOUT))
@@ -65,6 +70,7 @@ class LayoutWriter:
         return record
 
     def has_blob(self, hexdigest: str) -> bool:
+        """Whether the blob is stored (a layer shipped as a patch is not: see ``patched``)."""
         return hexdigest in self.offsets
 
     def add_blob(self, data: bytes, *, layer: bool = False) -> FileRecord:
@@ -73,6 +79,8 @@ class LayoutWriter:
         hexdigest = hashlib.sha256(data).hexdigest()
         if layer and hexdigest in self.skip and hexdigest not in self.offsets:
             return self._skipped(hexdigest, len(data))
+        if hexdigest in self.patched:
+            return FileRecord(BLOB_PREFIX + hexdigest, len(data), hexdigest)
         if hexdigest not in self.offsets:
             offset = self.out.tell()
             self.add_file(BLOB_PREFIX + hexdigest, data)
@@ -93,12 +101,34 @@ class LayoutWriter:
             log.debug("layer %s is on the site already; not shipped", written.sha256[:12])
             tarout.discard_from(self.out, written.offset)
             return self._skipped(written.sha256, size)
+        elif written.sha256 in self.patched:
+            tarout.discard_from(self.out, written.offset)
         else:
             self.offsets[written.sha256] = written.offset
             self.files[BLOB_PREFIX + written.sha256] = FileRecord(
                 BLOB_PREFIX + written.sha256, size, written.sha256
             )
+            if layer and self.patcher is not None:
+                self._try_patch(written, size)
+        if written.sha256 in self.patched:
+            return FileRecord(BLOB_PREFIX + written.sha256, size, written.sha256)
         return self.files[BLOB_PREFIX + written.sha256]
+
+    def _try_patch(self, written: tarout.Written, size: int) -> None:
+        """Replace the layer just written by a patch against a base on the site, if smaller."""
+        assert self.patcher is not None
+        data_offset = written.offset + len(tarout.header(BLOB_PREFIX + written.sha256, size))
+        made = self.patcher(self.out, data_offset, written.sha256, size)
+        self.out.seek(0, 2)
+        if made is None:
+            return
+        base, patch = made
+        log.debug("layer %s shipped as a %d-byte patch against %s", written.sha256[:12], len(patch), base[:12])
+        tarout.discard_from(self.out, written.offset)
+        del self.offsets[written.sha256]
+        del self.files[BLOB_PREFIX + written.sha256]
+        record = self.add_blob(patch)
+        self.patched[written.sha256] = (base, record.sha256, size)
 
     def _skipped(self, hexdigest: str, size: int) -> FileRecord:
         record = FileRecord(BLOB_PREFIX + hexdigest, size, hexdigest)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, Protocol
 
 from tvdeploy.errors import VerificationError
 
@@ -93,7 +93,11 @@ class Base:
         return cls(hexdigest, len(data), ZstdDict(bytes(data), is_raw=True))
 
 
-def read_chunks(fh: BinaryIO, size: int) -> Iterator[bytes]:
+class Readable(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
+def read_chunks(fh: Readable, size: int) -> Iterator[bytes]:
     """*size* bytes of *fh* from where it stands, in chunks; short input raises PatchError."""
     remaining = size
     while remaining:

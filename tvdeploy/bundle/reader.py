@@ -80,6 +80,17 @@ class BlobSink(Protocol):
     def discard(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class Patch:
+    """A layer the bundle carries as a patch (manifest.json ``patches``): the blob ``patch``
+    rebuilds the layer ``digest`` of ``size`` bytes from the layer ``base`` the site holds."""
+
+    digest: str  # hex of the rebuilt layer
+    size: int
+    base: str  # hex
+    patch: str  # hex of the patch blob, shipped
+
+
 @dataclass
 class Bundle:
     path: Path
@@ -92,6 +103,9 @@ class Bundle:
     # A delta: layers it does not carry, hex -> size (manifest.json ``expected_on_site``).
     expected: dict[str, int] = field(default_factory=dict)
     is_delta: bool = False
+    # A delta's byte-level patches: result layer hex -> how to rebuild it from a base on site.
+    patches: dict[str, Patch] = field(default_factory=dict)
+    compressed: bool = False  # read through tvdeploy.bundle.compress (sizes/offsets: of the plain tar)
 
     @property
     def release(self) -> dict[str, Any]:
@@ -108,6 +122,14 @@ class Bundle:
     @property
     def blob_digests(self) -> list[str]:
         return sorted(p[len(BLOB_PREFIX):] for p in self.files if p.startswith(BLOB_PREFIX))
+
+    @property
+    def patch_bases(self) -> dict[str, int]:
+        """Base layers the patches need on the site: hex -> how many patches use it."""
+        out: dict[str, int] = {}
+        for p in self.patches.values():
+            out[p.base] = out.get(p.base, 0) + 1
+        return out
 
     @property
     def since(self) -> dict[str, Any]:
@@ -322,14 +344,28 @@ def read_bundle(path: Path, *, reporter: Reporter | None = None, sink: BlobSink 
     reporter = reporter or NullReporter()
     bundle = Bundle(Path(path))
     if fileobj is not None:
-        _read_from(fileobj, bundle, reporter, sink, total, description or f"reading {Path(path).name}")
+        _read_plain(fileobj, bundle, reporter, sink, total, description or f"reading {Path(path).name}")
         return bundle
     from tvdeploy.inputs import open_input
 
     with open_input(path, "bundle file", missing="bundle") as fh:
         total = os.fstat(fh.fileno()).st_size
-        _read_from(fh, bundle, reporter, sink, total, description or f"reading {Path(path).name}")
+        _read_plain(fh, bundle, reporter, sink, total, description or f"reading {Path(path).name}")
     return bundle
+
+
+def _read_plain(fh: BinaryIO, bundle: Bundle, reporter: Reporter, sink: BlobSink | None, total: int | None,
+                description: str) -> None:
+    """A compressed bundle (tvdeploy.bundle.compress) is read as the plain tar it holds."""
+    from tvdeploy.bundle.compress import PlainReader, open_plain
+
+    plain = open_plain(fh, str(bundle.path))
+    if isinstance(plain, PlainReader):
+        bundle.compressed = True
+        with plain:
+            _read_from(plain, bundle, reporter, sink, plain.plain_size, description)
+        return
+    _read_from(fh, bundle, reporter, sink, total, description)
 
 
 def _read_from(fh: BinaryIO, bundle: Bundle, reporter: Reporter, sink: BlobSink | None, total: int | None,
@@ -357,6 +393,8 @@ def _need_blob(bundle: Bundle, hexdigest: str, size: Any, where: str, *, layer: 
     record = bundle.files.get(BLOB_PREFIX + hexdigest)
     if record is None and layer and hexdigest in bundle.expected:
         record = FileRecord(BLOB_PREFIX + hexdigest, bundle.expected[hexdigest], hexdigest)
+    if record is None and layer and hexdigest in bundle.patches:
+        record = FileRecord(BLOB_PREFIX + hexdigest, bundle.patches[hexdigest].size, hexdigest)
     if record is None:
         also = "; not listed as expected on site either" if bundle.is_delta else ""
         raise _fail(bundle, f"{BLOB_PREFIX}{hexdigest}: missing blob (referenced by {where}){also}")
@@ -377,6 +415,9 @@ def check_structure(bundle: Bundle, fh: BinaryIO) -> None:
     unused = sorted(set(bundle.expected) - layers)
     if unused:
         raise _fail(bundle, f"manifest.json: expected_on_site: sha256:{unused[0]} is not a layer of any image")
+    unused = sorted(set(bundle.patches) - layers)
+    if unused:
+        raise _fail(bundle, f"manifest.json: patches: sha256:{unused[0]} is not a layer of any image")
     _check_release(bundle, index_digests)
     if not isinstance(bundle.docs["inventory.json"], dict) or not isinstance(
         bundle.docs["inventory.json"].get("images"), dict
@@ -405,6 +446,8 @@ def _check_manifest(bundle: Bundle) -> None:
             raise _fail(bundle, f"{path}: not listed in manifest.json")
     if "expected_on_site" in doc:
         _check_expected(bundle, doc)
+    if "patches" in doc:
+        _check_patches(bundle, doc["patches"])
 
 
 def _check_expected(bundle: Bundle, doc: dict[str, Any]) -> None:
@@ -428,6 +471,40 @@ def _check_expected(bundle: Bundle, doc: dict[str, Any]) -> None:
         if BLOB_PREFIX + hexdigest in bundle.files:
             raise _fail(bundle, f"{where}: sha256:{hexdigest} is shipped in the bundle too")
         bundle.expected[hexdigest] = size
+
+
+def _check_patches(bundle: Bundle, items: Any) -> None:
+    """A delta's ``patches``: [{digest, size, base, patch}]: each result layer once, neither
+    shipped nor expected; its patch blob shipped; its base not shipped (the site holds it) and
+    not itself rebuilt from a patch; sizes within what import can rebuild."""
+    from tvdeploy.bundle.patch import MAX_LAYER
+
+    if not bundle.is_delta:
+        raise _fail(bundle, "manifest.json: patches in a bundle that is not a delta (no expected_on_site)")
+    if not isinstance(items, list) or len(items) > MAX_ENTRIES:
+        raise _fail(bundle, "manifest.json: patches: expected a list of {digest, size, base, patch}")
+    for i, item in enumerate(items):
+        where = f"manifest.json: patches[{i}]"
+        if not isinstance(item, dict) or set(item) != {"digest", "size", "base", "patch"}:
+            raise _fail(bundle, f"{where}: expected {{digest, size, base, patch}}")
+        result = _digest_hex(item["digest"], f"{where}.digest", bundle)
+        base = _digest_hex(item["base"], f"{where}.base", bundle)
+        patch = _digest_hex(item["patch"], f"{where}.patch", bundle)
+        size = item["size"]
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_LAYER:
+            raise _fail(bundle, f"{where}: size: expected an integer from 0 to {MAX_LAYER}")
+        if result in bundle.patches:
+            raise _fail(bundle, f"{where}: sha256:{result} listed twice")
+        if BLOB_PREFIX + result in bundle.files or result in bundle.expected:
+            raise _fail(bundle, f"{where}: sha256:{result} is also shipped or expected on site")
+        if BLOB_PREFIX + patch not in bundle.files:
+            raise _fail(bundle, f"{where}: patch blob sha256:{patch} is not in the bundle")
+        if BLOB_PREFIX + base in bundle.files or base == result:
+            raise _fail(bundle, f"{where}: base sha256:{base} must be a layer the site holds, not one shipped")
+        bundle.patches[result] = Patch(result, size, base, patch)
+    rebuilt_bases = sorted(p.base for p in bundle.patches.values() if p.base in bundle.patches)
+    if rebuilt_bases:
+        raise _fail(bundle, f"manifest.json: patches: base sha256:{rebuilt_bases[0]} is itself rebuilt from a patch")
 
 
 def _read_back(bundle: Bundle, fh: BinaryIO, record: FileRecord) -> bytes:

@@ -11,7 +11,7 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -33,6 +33,7 @@ class BuiltBundle:
     size: int
     blobs: int
     expected: dict[str, int] | None = None  # a delta: layer hex -> size, not shipped
+    patches: dict[str, tuple[str, str, int]] | None = None  # layer hex -> (base hex, patch hex, size)
 
     @property
     def is_delta(self) -> bool:
@@ -67,9 +68,10 @@ def inventory_document(spec: ReleaseSpec, images: dict[str, SavedImage]) -> dict
 
 
 def manifest_document(files: dict[str, FileRecord], expected: dict[str, int] | None = None,
-                      since: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The file manifest; for a delta also the layers it expects on the site (digest, size) and
-    which inventory it was built against."""
+                      since: dict[str, Any] | None = None,
+                      patches: dict[str, tuple[str, str, int]] | None = None) -> dict[str, Any]:
+    """The file manifest; for a delta also the layers it expects on the site (digest, size),
+    which inventory it was built against, and the layers it ships as patches (if any)."""
     doc: dict[str, Any] = {
         "format": FORMAT,
         "files": {p: {"size": r.size, "sha256": r.sha256} for p, r in sorted(files.items())},
@@ -77,13 +79,17 @@ def manifest_document(files: dict[str, FileRecord], expected: dict[str, int] | N
     if expected is not None:
         doc["expected_on_site"] = [{"digest": f"sha256:{h}", "size": n} for h, n in sorted(expected.items())]
         doc["since"] = dict(since or {})
+    if patches:
+        from tvdeploy.bundle.statement import patch_entries
+
+        doc["patches"] = patch_entries(patches)
     return doc
 
 
 def expected_blobs(images: dict[str, SavedImage], layout: LayoutWriter) -> dict[str, int]:
     """Layers of the release that the bundle does not carry: the site must hold them."""
     return {lay.sha256: lay.size for img in images.values() for lay in img.layers
-            if not layout.has_blob(lay.sha256)}
+            if not layout.has_blob(lay.sha256) and lay.sha256 not in layout.patched}
 
 
 def match_images(spec: ReleaseSpec, saved: list[SavedImage],
@@ -124,6 +130,8 @@ class Since:
 
     have: frozenset[str]
     about: dict[str, Any]
+    # Byte-level patches: new layer hex -> (base layer hex, file holding the base's bytes).
+    bases: dict[str, tuple[str, Path]] = field(default_factory=dict)
 
 
 def write_bundle(output: Path, spec: ReleaseSpec, stream: tarout.Source, *,
@@ -146,6 +154,10 @@ def _write(output: Path, spec: ReleaseSpec, stream: tarout.Source, hints: list[I
            reporter: Reporter, source_name: str, since: Since | None) -> BuiltBundle:
     with _temporary_beside(output) as (fh, tmp):
         layout = LayoutWriter(fh, skip=since.have if since else frozenset())
+        if since is not None and since.bases:
+            from tvdeploy.bundle.patchbase import FilePatcher
+
+            layout.patcher = FilePatcher(since.bases)
         layout.start()
         try:
             saved = convert(stream, layout, hints=hints, reporter=reporter)
@@ -160,7 +172,8 @@ def _write(output: Path, spec: ReleaseSpec, stream: tarout.Source, hints: list[I
         layout.add_file("inventory.json", json_bytes(inventory_document(spec, images)))
         files = dict(layout.files)
         expected = expected_blobs(images, layout) if since is not None else None
-        manifest_doc = manifest_document(files, expected, since.about if since else None)
+        patches = dict(layout.patched) if since is not None else None
+        manifest_doc = manifest_document(files, expected, since.about if since else None, patches)
         manifest = tarout.write_bytes(fh, "manifest.json", json_bytes(manifest_doc))
         tarout.write_dir(fh, "signatures")
         fh.write(tarout.END_OF_ARCHIVE)
@@ -169,19 +182,21 @@ def _write(output: Path, spec: ReleaseSpec, stream: tarout.Source, hints: list[I
         os.fsync(fh.fileno())
         size = fh.tell()
         os.replace(tmp, output)
-    return BuiltBundle(output, release, manifest.sha256, size, len(layout.offsets), expected)
+    return BuiltBundle(output, release, manifest.sha256, size, len(layout.offsets), expected, patches)
 
 
 def build_from_engine(output: Path, spec: ReleaseSpec, docker_host: str,
                       reporter: Reporter | None = None,
                       while_staging: Callable[[], None] | None = None,
-                      early: Any = None, since: Since | None = None) -> BuiltBundle:
+                      early: Any = None, since: Since | None = None, patches: bool = True) -> BuiltBundle:
     """Build *output* from the build engine at *docker_host*.
 
     The save request goes out first (or went out already: *early*, from engine.start_early):
     the engine stages every image on its disk before the first byte, most of a ``docker
     save``'s time, and the inspections for progress and *while_staging* (e.g. unlocking the
-    operator key) run meanwhile."""
+    operator key) run meanwhile. A delta (*since*) with *patches* also fetches the base layers
+    of byte-level patches meanwhile (tvdeploy.bundle.patchbase), into a folder beside *output*
+    that is removed afterwards."""
     from tvdeploy.bundle import engine
 
     client = engine.connect(docker_host)
@@ -189,10 +204,31 @@ def build_from_engine(output: Path, spec: ReleaseSpec, docker_host: str,
     stream = early if early is not None and early.refs == refs else engine.save_stream(client, docker_host, refs)
     if early is not None and stream is not early:
         early.close()
-    with stream:
+    with stream, tempfile.TemporaryDirectory(dir=output.parent if output.parent.is_dir() else None,
+                                             prefix=f".{output.name}.bases-") as work:
         hints = engine.hints(client, docker_host, refs)
         if while_staging is not None:
             while_staging()
+        if since is not None and patches:
+            since = _with_bases(since, client, docker_host, hints, Path(work), reporter or NullReporter())
         stream.wait()
         return write_bundle(output, spec, stream, hints=hints, reporter=reporter,
                             source_name=f"build engine {docker_host}", since=since)
+
+
+def _with_bases(since: Since, client: Any, docker_host: str, hints: list[ImageHint], work: Path,
+                reporter: Reporter) -> Since:
+    """*since* with the base layers for patches; an engine that cannot list or save them gives
+    a layer-level delta (and a warning), not a failed build."""
+    import dataclasses
+
+    from tvdeploy.bundle import patchbase
+
+    try:
+        choices = patchbase.choose_bases(hints, patchbase.engine_candidates(client, docker_host, hints),
+                                         since.have)
+        fetched = patchbase.fetch_bases(client, choices, work)
+    except TvdeployError as exc:
+        reporter.warn(f"no byte-level patches in this delta: {exc.message}")
+        return since
+    return dataclasses.replace(since, bases=patchbase.base_files(choices, fetched))

@@ -1,0 +1,180 @@
+"""Base layers for byte-level patches at build time: which base for which new layer, where its
+bytes come from, and the patcher the bundle writer calls.
+
+Which base (``choose_bases``, pure): a new layer the site lacks is patched against a layer the
+site holds (in the signed site inventory) at the same position of another image of the same
+repository in the build engine (what the deployed release of that service was built as: e.g.
+``trueverit/cloud:1``'s application layer for ``trueverit/cloud:2``'s); among several such
+images, the one sharing the most layers with the new image first (then the later tag in sort
+order). When no image has a held layer at that position, the held layer of those images at the
+nearest position is taken, upper layers (the application's) before lower ones.
+A patch is kept only when it is at most ``KEEP`` (9/10) of the layer's size: a patch that saves
+less is not worth a rebuild on the site and a base the site must keep (a layer tar's headers
+compress a little even against an unrelated base). So a poor choice costs build time, never
+bundle size.
+
+Where the bytes come from (``fetch_bases``): one ``docker save`` of the images holding them,
+each layer hashed while spooled to a work folder; only layers whose bytes hash to a wanted
+digest are kept (a name in the save stream is no proof of content).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+from tvdeploy.bundle.patch import MAX_LAYER, Base, PatchError, Readable, make_patch, read_chunks
+from tvdeploy.bundle.savestream import ImageHint
+
+if TYPE_CHECKING:
+    from tvdeploy.bundle.engine import Engine
+
+log = logging.getLogger(__name__)
+
+READ = 1024 * 1024
+KEEP = (9, 10)
+MAX_LIST = 16 * 1024 * 1024
+
+
+def repository(ref: str) -> str:
+    """``trueverit/cloud`` of ``trueverit/cloud:2`` (a registry port is not a tag)."""
+    name = ref.split("@", 1)[0]
+    head, _, tag = name.rpartition(":")
+    return head if head and "/" not in tag else name
+
+
+def _hex(diff_id: str) -> str:
+    return diff_id.removeprefix("sha256:")
+
+
+@dataclass(frozen=True)
+class Choice:
+    base: str  # hex of the base layer (the site holds it)
+    ref: str  # an engine image holding it
+
+
+def choose_bases(new: list[ImageHint], candidates: list[ImageHint], have: frozenset[str]) -> dict[str, Choice]:
+    """For each layer of the *new* images that the site lacks (not in *have*, hex), a held layer
+    of a *candidate* image of the same repository to patch against. Pure."""
+    out: dict[str, Choice] = {}
+    for img in new:
+        layers = [_hex(d) for d in img.diff_ids]
+        same_repo = [c for c in candidates if repository(c.ref) == repository(img.ref) and c.ref != img.ref]
+        same_repo.sort(key=lambda c: (len(set(layers) & {_hex(d) for d in c.diff_ids}), c.ref), reverse=True)
+        for pos, layer in enumerate(layers):
+            if layer in have or layer in out:
+                continue
+            choice = _at_position(pos, layer, same_repo, have)
+            if choice is not None:
+                out[layer] = choice
+    return out
+
+
+def _at_position(pos: int, layer: str, candidates: list[ImageHint], have: frozenset[str]) -> Choice | None:
+    for distance in range(0, 1 + max((len(c.diff_ids) for c in candidates), default=0)):
+        for cand in candidates:
+            held = [_hex(d) for d in cand.diff_ids]
+            for p in (pos + distance, pos - distance):
+                if 0 <= p < len(held) and held[p] in have and held[p] != layer:
+                    return Choice(held[p], cand.ref)
+    return None
+
+
+# -- the engine side -----------------------------------------------------------------------------
+
+def engine_candidates(engine: Engine, docker_host: str, new: list[ImageHint]) -> list[ImageHint]:
+    """Images in the engine of the same repositories as *new* (other tags), with their layers."""
+    from tvdeploy.bundle.engine import _error, _request, hints
+
+    status, body = _request(engine, "/images/json")
+    if status != 200:
+        raise engine.fail(_error(engine, status, body))
+    with body:
+        try:
+            listing = json.loads(body.read(MAX_LIST))
+        except ValueError:
+            raise engine.fail("unreadable image list") from None
+    repos = {repository(h.ref) for h in new}
+    own = {h.ref for h in new}
+    refs = sorted({tag for img in listing if isinstance(img, dict) for tag in (img.get("RepoTags") or [])
+                   if isinstance(tag, str) and repository(tag) in repos and tag not in own})
+    return hints(engine, docker_host, refs) if refs else []
+
+
+def fetch_bases(engine: Engine, choices: dict[str, Choice], workdir: Path) -> dict[str, Path]:
+    """The bytes of each chosen base layer, in *workdir*: base hex -> file. Layers over
+    MAX_LAYER and those the engine did not deliver are left out (their layers ship whole)."""
+    from tvdeploy.bundle import tarin, tarout
+    from tvdeploy.bundle.engine import save_stream
+
+    wanted = {c.base for c in choices.values()}
+    refs = sorted({c.ref for c in choices.values()})
+    got: dict[str, Path] = {}
+    if not refs:
+        return got
+    with save_stream(engine, engine.docker_host, refs) as stream:
+        try:
+            for member, data in tarin.members(stream):
+                name = member.name.removeprefix("./")
+                if not member.isfile() or member.size > MAX_LAYER or not (
+                        name.endswith("/layer.tar") or name.startswith("blobs/sha256/")):
+                    continue
+                hexd = _spool(data, member.size, workdir)
+                if hexd in wanted and hexd not in got:
+                    got[hexd] = workdir / hexd
+                else:
+                    (workdir / hexd).unlink(missing_ok=True)
+        except (tarin.TarStreamError, tarout.TruncatedSource, PatchError) as exc:
+            raise engine.fail(f"docker save of the patch bases ({', '.join(refs)}): {exc}") from None
+    return got
+
+
+def _spool(data: Readable, size: int, workdir: Path) -> str:
+    tmp = workdir / "incoming"
+    digest = hashlib.sha256()
+    with open(tmp, "wb") as out:
+        for chunk in read_chunks(data, size):
+            digest.update(chunk)
+            out.write(chunk)
+    hexd = digest.hexdigest()
+    os.replace(tmp, workdir / hexd)
+    return hexd
+
+
+def base_files(choices: dict[str, Choice], fetched: dict[str, Path]) -> dict[str, tuple[str, Path]]:
+    """What ``writer.Since.bases`` takes: new layer hex -> (base hex, file of its bytes)."""
+    return {layer: (c.base, fetched[c.base]) for layer, c in choices.items() if c.base in fetched}
+
+
+# -- the writer's patcher ------------------------------------------------------------------------
+
+class FilePatcher:
+    """``LayoutWriter.patcher``: the layer just written is read back from the bundle and
+    patched against its base, loaded from its file (checked against its digest again)."""
+
+    def __init__(self, bases: dict[str, tuple[str, Path]]) -> None:
+        self.bases = bases
+
+    def __call__(self, out: BinaryIO, data_offset: int, hexd: str, size: int) -> tuple[str, bytes] | None:
+        entry = self.bases.get(hexd)
+        if entry is None or size > MAX_LAYER:
+            return None
+        base_hex, path = entry
+        with open(path, "rb") as fh:
+            base = Base.load(base_hex, _all_chunks(fh), os.fstat(fh.fileno()).st_size)
+        out.seek(data_offset)
+        made = make_patch(base, read_chunks(out, size), size, limit=size * KEEP[0] // KEEP[1])
+        if made is None or made.result_hex != hexd:
+            return None
+        return base_hex, made.patch
+
+
+def _all_chunks(fh: BinaryIO) -> Iterator[bytes]:
+    while data := fh.read(READ):
+        yield data
