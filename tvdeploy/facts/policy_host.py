@@ -21,7 +21,8 @@ FILES = (
     *(f"{d}/docker.service" for d in UNIT_DIRS), *(f"{d}/docker.socket" for d in UNIT_DIRS),
     "/etc/docker", "/etc/docker/daemon.json", "/etc/docker/tls/ca.pem", "/etc/docker/tls/server-cert.pem",
     "/etc/docker/tls/server-key.pem", "/var/run/docker.sock", "/run/containerd/containerd.sock",
-    "/etc/default/docker", "/etc/sysconfig/docker", "/usr/bin/dockerd", "/run/containerd", "/var/lib/docker",
+    "/etc/default/docker", "/etc/sysconfig/docker", "/usr/bin/dockerd", "/usr/sbin/dockerd", "/run/containerd",
+    "/var/lib/docker",
     "/etc/containerd/config.toml", "/usr/bin/containerd", "/usr/bin/containerd-shim",
     "/usr/bin/containerd-shim-runc-v1", "/usr/bin/containerd-shim-runc-v2", "/usr/bin/runc",
 )

@@ -85,7 +85,8 @@ for _own, _mod, _cis_own, _cis_mod, _what, _find, _grp, _mode in _TABLE:
     _file_rule(_own, _cis_own, _what, _find, "root", _grp, None, "medium")
     _file_rule(_mod, _cis_mod, _what, _find, None, None, _mode, _sev)
 
-AUDITED = [("1.1.3", "/usr/bin/dockerd"), ("1.1.4", "/run/containerd"), ("1.1.5", "/var/lib/docker"),
+AUDITED = [("1.1.3", "/usr/bin/dockerd /usr/sbin/dockerd"), ("1.1.4", "/run/containerd"),
+           ("1.1.5", "/var/lib/docker"),
            ("1.1.6", "/etc/docker"), ("1.1.7", "docker.service"), ("1.1.8", "/run/containerd/containerd.sock"),
            ("1.1.9", "docker.socket"), ("1.1.10", "/etc/default/docker"), ("1.1.11", "/etc/docker/daemon.json"),
            ("1.1.12", "/etc/containerd/config.toml"), ("1.1.13", "/etc/sysconfig/docker"),
@@ -94,8 +95,9 @@ AUDITED = [("1.1.3", "/usr/bin/dockerd"), ("1.1.4", "/run/containerd"), ("1.1.5"
            ("1.1.18", "/usr/bin/runc")]
 
 
-def _audit_rule(id: str, cis: str, target: str) -> None:
-    find = _unit(target) if not target.startswith("/") else _path(target)
+def _audit_rule(id: str, cis: str, targets: str) -> None:
+    target = targets.split()[0]
+    find = _unit(target) if not target.startswith("/") else _path(*targets.split())
 
     def check(facts: PolicyFacts, params: Mapping[str, Any]) -> Iterator[Check]:
         from tvdeploy.facts.policy_host import watched_paths

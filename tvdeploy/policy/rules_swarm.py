@@ -96,7 +96,7 @@ def overlay_encrypted(facts: PolicyFacts, params: Mapping[str, Any]) -> Iterator
 
 @rule("TVD-507", "Swarm management port bound to one interface", "swarm", "medium", cis=("7.2",),
       remediation="Give swarm init/join --listen-addr <node address>:2377 (not 0.0.0.0).",
-      needs=("swarm", "hosts"))
+      needs=("hosts",))
 def listen_addr(facts: PolicyFacts, params: Mapping[str, Any]) -> Iterator[Check]:
     for name in sorted(facts.hosts or {}):
         host = (facts.hosts or {})[name]

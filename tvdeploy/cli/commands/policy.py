@@ -66,6 +66,10 @@ def emit(result: Any, fmt: str, output: Path | None, site_file: str) -> None:
         state.write_atomic(output, text.encode(), mode=0o644)
     else:
         sys.stdout.write(text)
+    if result.blocking and text is not None and output is None:
+        # One document on stdout, the one error line on stderr, exit 1.
+        print(f"error: {result.message()}", file=sys.stderr)
+        raise typer.Exit(1)
     if result.blocking:
         raise RefusedError(result.message())
 
