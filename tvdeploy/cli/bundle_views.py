@@ -38,8 +38,11 @@ def delta_doc(bundle: Any) -> dict[str, Any]:
     """What --json says about a verified bundle being a delta."""
     if not bundle.is_delta:
         return {"delta": False}
+    from tvdeploy.bundle.statement import patch_entries
+
     return {"delta": True, "since": bundle.since, "shipped_blobs": len(bundle.blob_digests),
-            "expected_on_site": [{"digest": f"sha256:{h}", "size": n} for h, n in sorted(bundle.expected.items())]}
+            "expected_on_site": [{"digest": f"sha256:{h}", "size": n} for h, n in sorted(bundle.expected.items())],
+            "patches": patch_entries({h: (p.base, p.patch, p.size) for h, p in bundle.patches.items()})}
 
 
 def print_delta(where: Path, bundle: Any) -> None:
@@ -47,9 +50,14 @@ def print_delta(where: Path, bundle: Any) -> None:
     if not bundle.is_delta:
         return
     out(f"{where}: {delta_text(len(bundle.blob_digests), bundle.expected)}")
+    if bundle.patches:
+        out(f"{where}: {len(bundle.patches)} layer(s) shipped as byte-level patches against "
+            f"{len(bundle.patch_bases)} base layer(s) the site must hold")
     if OPTIONS.verbose:
         for h, n in sorted(bundle.expected.items()):
             out(f"  expected on site: sha256:{h} ({n} bytes)")
+        for h, p in sorted(bundle.patches.items()):
+            out(f"  patched: sha256:{h} ({p.size} bytes) = patch sha256:{p.patch} on base sha256:{p.base}")
 
 
 def _signatures(checks: Any, names: dict[str, str]) -> list[dict[str, Any]]:

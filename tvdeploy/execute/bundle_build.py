@@ -4,7 +4,9 @@ split into chunks for removable media. Each step is a record in the operator's g
 
 The engine stages every image on its disk before it sends a byte, so the save request goes out
 first and the release spec, the delta base and the keys are read (and the audit key unlocked)
-while it stages: the modules for that are imported after the request is sent.
+while it stages: the modules for that are imported after the request is sent. With ``compress``
+the signed plain bundle is written beside the output first, then compressed into it (contents,
+digests and signatures are those of the plain one) and removed.
 """
 
 from __future__ import annotations
@@ -29,12 +31,16 @@ Signer = tuple[Any, str]  # (Ed25519 private key, key id)
 class Built:
     bundle: BuiltBundle
     split: SplitResult | None = None  # with a chunk size: the chunk folder
+    compressed: bool = False
 
 
 def build_bundle(output: Path, spec_path: Path, engine: str, reporter: Reporter, *, since_file: Path | None = None,
                  inventory_keys: list[Path] | None = None, keys: list[str] | None = None,
-                 passphrase: str | None = None, chunk_size: int | None = None) -> Built:
-    """Build *output* (with *chunk_size*: the chunk folder *output*), signed by *keys*."""
+                 passphrase: str | None = None, chunk_size: int | None = None, patches: bool = True,
+                 compress: bool = False) -> Built:
+    """Build *output* (with *chunk_size*: the chunk folder *output*), signed by *keys*; a delta
+    ships byte-level patches unless *patches* is off; *compress*: the signed bundle is written
+    zstd-compressed (tvdeploy.bundle.compress), then split if asked."""
     early = start_early(engine, spec_path)
     try:
         from tvdeploy.keys.store import load_signers
@@ -43,16 +49,44 @@ def build_bundle(output: Path, spec_path: Path, engine: str, reporter: Reporter,
         spec = load_release_spec(spec_path)
         since = load_since(since_file, inventory_keys or [])
         signers = load_signers(keys or [], passphrase)
+        opts = BuildOptions(patches, compress)
         if chunk_size is not None:
-            return _build_split(output, spec, engine, since, early, chunk_size, keys or [], signers, reporter)
-        built = _build(output, spec, engine, since, early, reporter)
-        if signers:
-            sign_built(output, signers)
-            built = dataclasses.replace(built, size=output.stat().st_size)
-        return Built(built)
+            return _build_split(output, spec, engine, since, early, chunk_size, keys or [], signers, reporter, opts)
+        plain = _plain_path(output) if compress else output
+        try:
+            built = _build(plain, spec, engine, since, early, reporter, label=output if compress else None,
+                           patches=patches)
+            if signers:
+                sign_built(plain, signers)
+            if compress:
+                _compress(plain, output, reporter)
+        finally:
+            if compress:
+                plain.unlink(missing_ok=True)
+        return Built(dataclasses.replace(built, size=output.stat().st_size), compressed=compress)
     finally:
         if early is not None:
             early.close()
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    patches: bool = True
+    compress: bool = False
+
+
+def _plain_path(output: Path) -> Path:
+    """Where the plain bundle is written before it is compressed into *output*: beside it."""
+    return output.parent / f".{output.name}.plain"
+
+
+def _compress(plain: Path, output: Path, reporter: Reporter) -> None:
+    from tvdeploy.audit.recorder import record_global
+    from tvdeploy.bundle.compress import compress_file
+
+    done = compress_file(plain, output, reporter=reporter)
+    record_global("bundle.compress", objects=[
+        {"type": "bundle", "name": str(output.resolve()), "size": str(done.size), "plain_size": str(done.plain_size)}])
 
 
 def load_since(path: Path | None, key_files: list[Path]) -> Since | None:
@@ -73,20 +107,21 @@ def load_since(path: Path | None, key_files: list[Path]) -> Since | None:
 
 
 def _build(output: Path, spec: ReleaseSpec, engine: str, since: Since | None, early: Any, reporter: Reporter,
-           label: Path | None = None) -> BuiltBundle:
+           label: Path | None = None, patches: bool = True) -> BuiltBundle:
     """Build *output* and record it (as *label*: the chunk folder when the file is temporary)."""
     from tvdeploy.audit.recorder import record_global, signing_key
     from tvdeploy.bundle.writer import build_from_engine
 
     # The audit record needs the operator key: unlock it while the engine stages the images.
     built = build_from_engine(output, spec, engine, reporter=reporter, while_staging=signing_key, early=early,
-                              since=since)
+                              since=since, patches=patches)
     objects = [{"type": "bundle", "name": str((label or output).resolve()),
                 "digest": f"sha256:{built.manifest_sha256}"}]
     if since is not None:
         objects.append({"type": "inventory", "name": str(since.about.get("site", "")),
                         "digest": f"sha256:{since.about.get('inventory_sha256', '')}",
-                        "expected_on_site": str(len(built.expected or {}))})
+                        "expected_on_site": str(len(built.expected or {})),
+                        "patched_layers": str(len(built.patches or {}))})
     objects += [{"type": "image", "name": svc, "digest": img["digest"]}
                 for svc, img in built.release["images"].items()]
     record_global("bundle.build", objects=objects)
@@ -124,7 +159,8 @@ def split_and_record(bundle: Path, chunk_size: int, output: Path, keys: list[str
 
 
 def _build_split(output: Path, spec: ReleaseSpec, engine: str, since: Since | None, early: Any, chunk_size: int,
-                 keys: list[str], signers: list[Signer], reporter: Reporter) -> Built:
+                 keys: list[str], signers: list[Signer], reporter: Reporter,
+                 opts: BuildOptions | None = None) -> Built:
     """Build and sign into a temporary folder beside the chunk folder *output*, split, then drop
     the bundle file: the chunk folder is the result (``bundle join`` gives the file back)."""
     import shutil
@@ -136,11 +172,17 @@ def _build_split(output: Path, spec: ReleaseSpec, engine: str, since: Since | No
         raise InputFileError(f"{output.parent}: folder does not exist")
     work = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.build-"))
     try:
+        opts = opts or BuildOptions()
         bundle = work / f"{output.name.removesuffix('.tar')}.tar"
-        built = _build(bundle, spec, engine, since, early, reporter, label=output)
+        built = _build(bundle, spec, engine, since, early, reporter, label=output, patches=opts.patches)
         sign_built(bundle, signers)
+        if opts.compress:
+            packed = work / f"{bundle.name}.zst"
+            _compress(bundle, packed, reporter)
+            bundle.unlink()
+            bundle = packed
         built = dataclasses.replace(built, size=bundle.stat().st_size)
         result = split_and_record(bundle, chunk_size, output, keys, signers, reporter, bundle_name=bundle.name)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return Built(built, result)
+    return Built(built, result, compressed=opts.compress)

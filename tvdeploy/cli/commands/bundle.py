@@ -1,5 +1,6 @@
 """tvdeploy bundle build SPEC --engine DOCKER_HOST -o BUNDLE [--since HAVE.json] [--chunk-size SIZE --key NAME]
-| sign | verify | inspect: each accepts a bundle file or a chunk folder (sign refuses a folder)."""
+[--compress] | sign | verify | inspect: each accepts a bundle file, compressed or not, or a chunk folder
+(sign refuses a folder and a compressed bundle)."""
 
 from __future__ import annotations
 
@@ -41,9 +42,16 @@ def build(
                                    help="Sign the bundle (and the chunk index) with this key (repeatable)."),
     passphrase: str | None = typer.Option(None, "--passphrase", metavar="env:VAR|file:PATH",
                                           help="Where the keys' passphrase comes from."),
+    compress: bool = typer.Option(False, "--compress",
+                                  help="Write the (signed) bundle zstd-compressed, using every core; every "
+                                       "bundle command reads it as it is."),
+    no_patches: bool = typer.Option(False, "--no-patches",
+                                    help="With --since: ship changed layers whole, not as byte-level patches "
+                                         "against the site's previous layers."),
 ) -> None:
     """Stream the spec's images out of the build engine into one bundle tar (OCI layout, release
-    manifest, inventory, file manifest, empty signatures/); optionally a delta, signed, split."""
+    manifest, inventory, file manifest, empty signatures/); optionally a delta (with byte-level
+    patches), signed, compressed, split."""
     from tvdeploy.bundle.sizes import parse_size
     from tvdeploy.execute.bundle_build import build_bundle
 
@@ -52,11 +60,13 @@ def build(
                                  param_hint="--chunk-size")
     result = build_bundle(output, spec, engine, reporter(), since_file=since_file,
                           inventory_keys=[Path(k) for k in inventory_keys], keys=keys, passphrase=passphrase,
-                          chunk_size=None if chunk_size is None else parse_size(chunk_size))
+                          chunk_size=None if chunk_size is None else parse_size(chunk_size),
+                          patches=not no_patches, compress=compress)
     _report_build(output, result)
 
 
 def _report_build(output: Path, result: Any) -> None:
+    from tvdeploy.bundle.statement import patch_entries
     from tvdeploy.cli.options import OPTIONS
     from tvdeploy.cli.output import emit_json, out
 
@@ -64,9 +74,10 @@ def _report_build(output: Path, result: Any) -> None:
     if OPTIONS.json:
         doc: dict[str, Any] = {"bundle": str(output), "size": built.size, "blobs": built.blobs,
                                "manifest_sha256": built.manifest_sha256, "release": built.release,
-                               "delta": built.is_delta}
+                               "delta": built.is_delta, "compressed": result.compressed}
         if built.is_delta:
             doc["expected_on_site"] = [{"digest": f"sha256:{h}", "size": n} for h, n in sorted(built.expected.items())]
+            doc["patches"] = patch_entries(built.patches or {})
         if split is not None:
             doc["chunks"] = [{"name": c.name, "size": c.size, "sha256": c.sha256} for c in split.index.chunks]
             doc["index_sha256"] = split.index_sha256
@@ -80,6 +91,12 @@ def _report_build(output: Path, result: Any) -> None:
     out(what)
     if built.is_delta:
         out(f"{output}: {delta_text(built.blobs, built.expected)}")
+        if built.patches:
+            rebuilt = sum(size for _b, _p, size in built.patches.values())
+            out(f"{output}: {len(built.patches)} layer(s) shipped as byte-level patches ({format_size(rebuilt)} "
+                "rebuilt on the site from its previous layers)")
+    if result.compressed:
+        out(f"{output}: zstd-compressed ({format_size(built.size)})")
 
 
 @bundle_app.command("sign")
@@ -102,6 +119,11 @@ def sign(
         # appending to the last chunk would invalidate it. Signing happens before splitting.
         raise RefusedError(f"{bundle}: is a chunk folder; a chunked bundle cannot be signed: sign the bundle file "
                            f"before splitting it (bundle join {bundle} -o BUNDLE, sign, split again)")
+    from tvdeploy.bundle.compress import file_is_compressed
+
+    if file_is_compressed(bundle):
+        raise RefusedError(f"{bundle}: is a compressed bundle; a signature is appended to the plain tar: sign the "
+                           "bundle before compressing it (bundle build --key NAME --compress)")
     private_key = load_private_key(key, passphrase_from_reference(passphrase, "--passphrase"))
     kid = key_id(private_key.public_key())
     signing_key()
@@ -174,9 +196,14 @@ def inspect(bundle: Path = typer.Argument(..., help="The bundle file or chunk fo
         out(f"delta: {format_size(doc['shipped']['bytes'])} shipped in {doc['shipped']['blobs']} blobs, "
             f"{format_size(doc['expected_on_site']['bytes'])} expected on site in "
             f"{doc['expected_on_site']['blobs']} blobs{built_on}")
-    table(None, ["service", "reference", "digest", "size", "layers", "shipped", "on site"],
+        if doc["patched"]["layers"]:
+            out(f"patches: {doc['patched']['layers']} layer(s), {format_size(doc['patched']['bytes'])} rebuilt on "
+                "the site from its previous layers")
+    if doc["compressed"]:
+        out("compressed: zstd (sizes are those of the plain bundle)")
+    table(None, ["service", "reference", "digest", "size", "layers", "shipped", "patched", "on site"],
           [[svc, i["reference"], i["digest"], format_size(i["size"] or 0), i["layers"],
-            format_size(i["shipped_bytes"]), format_size(i["expected_bytes"])]
+            format_size(i["shipped_bytes"]), format_size(i["patched_bytes"]), format_size(i["expected_bytes"])]
            for svc, i in doc["images"].items()])
     names = key_names()
     if not doc["signatures"]:
