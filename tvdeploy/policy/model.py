@@ -186,7 +186,7 @@ class SwarmFacts:
     swarm: Mapping[str, Any]  # GET /swarm
     nodes: tuple[Mapping[str, Any], ...]  # GET /nodes
     networks: tuple[Mapping[str, Any], ...]  # overlay networks, ingress included
-    ca_expires: str | None = None  # site CA certificate NotAfter (ISO), from the PKI state
+    ca_expires: str | None = None  # the swarm root CA NotAfter (ISO), from /swarm TLSInfo
     days_left_ca: int | None = None
     manager_nodes: Mapping[str, str] = field(default_factory=dict)  # node id -> site node name
 

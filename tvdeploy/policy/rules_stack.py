@@ -11,7 +11,7 @@ from typing import Any
 from tvdeploy.policy.model import Check, PolicyFacts, StackFacts, failed, passed
 from tvdeploy.policy.registry import rule
 
-DIGEST_REF = re.compile(r"@sha256:[0-9a-f]{64}$")
+DIGEST_REF = re.compile(r"(@|^)sha256:[0-9a-f]{64}$")  # by manifest digest, or by image id (node-load)
 SECRET_NAME = re.compile(r"(PASS(WORD|WD)?|SECRET|TOKEN|CREDENTIAL|PRIVATE_?KEY|API_?KEY|ACCESS_?KEY)",
                          re.IGNORECASE)
 SENSITIVE_DIRS = ("/", "/boot", "/dev", "/etc", "/lib", "/proc", "/sys", "/usr", "/var/lib/docker",
@@ -51,7 +51,8 @@ def _deploy(svc: Mapping[str, Any], *path: str) -> Any:
 
 
 @rule("TVD-101", "Images are pinned by digest", "stack", "high", cis=("5.28",),
-      remediation="Reference every image as <registry>/<repository>@sha256:<digest> (release manifests do).")
+      remediation="Reference every image as <registry>/<repository>@sha256:<digest> (release manifests do), "
+                  "or by image id in node-load mode.")
 def image_by_digest(facts: PolicyFacts, params: Mapping[str, Any]) -> Iterator[Check]:
     for stack, name, svc in services(facts):
         image = str(svc.get("image", ""))

@@ -1,5 +1,5 @@
 """Swarm rules (TVD-5xx): the manager's view (``/swarm``, ``/nodes``, ``/networks``), the site
-CA's expiry, and the managers' listening sockets from the host facts."""
+root CA expiry, and the managers' listening sockets from the host facts."""
 
 from __future__ import annotations
 
@@ -72,13 +72,13 @@ def node_cert_expiry(facts: PolicyFacts, params: Mapping[str, Any]) -> Iterator[
 
 
 @rule("TVD-505", "CA certificate is rotated before it expires", "swarm", "medium", cis=("7.8",),
-      remediation="Rotate the site CA (tvdeploy tls rotate-ca) well before its expiry.", params={"days": 90})
+      remediation="Rotate the swarm root CA (docker swarm ca --rotate) well before its expiry.", params={"days": 90})
 def ca_expiry(facts: PolicyFacts, params: Mapping[str, Any]) -> Iterator[Check]:
     if facts.swarm is None or facts.swarm.days_left_ca is None:
         return
-    ev = f"site CA expires {facts.swarm.ca_expires} ({facts.swarm.days_left_ca} days)"
-    yield (failed("site CA", "CA certificate expires soon", ev) if facts.swarm.days_left_ca < int(params["days"])
-           else passed("site CA", ev))
+    ev = f"swarm root CA expires {facts.swarm.ca_expires} ({facts.swarm.days_left_ca} days)"
+    yield (failed("swarm root CA", "CA certificate expires soon", ev) if facts.swarm.days_left_ca < int(params["days"])
+           else passed("swarm root CA", ev))
 
 
 @rule("TVD-506", "Overlay networks are encrypted", "swarm", "medium", cis=("7.3",),
