@@ -131,6 +131,7 @@ class PlainReader(io.RawIOBase):
         from pyzstd import DParameter, SeekableFormatError, SeekableZstdFile, ZstdError
 
         super().__init__()
+        self.raw = raw  # closed with this reader
         self.bundle_name = name
         self.errors: tuple[type[BaseException], ...] = (EOFError, ValueError, OSError, ZstdError,
                                                           SeekableFormatError)
@@ -173,6 +174,7 @@ class PlainReader(io.RawIOBase):
     def close(self) -> None:
         if not self.closed and hasattr(self, "zf"):
             self.zf.close()
+            self.raw.close()
         super().close()
 
 

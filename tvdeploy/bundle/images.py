@@ -21,7 +21,7 @@ from tvdeploy.errors import VerificationError
 
 if TYPE_CHECKING:
     from tvdeploy.bundle.chunkbundle import PathVerified
-    from tvdeploy.bundle.reader import Bundle
+    from tvdeploy.bundle.reader import Bundle, Patch
 
 READ = 1024 * 1024
 
@@ -72,9 +72,19 @@ class BundleFile:
         self.bundle: Bundle = verified.verified.bundle
 
     def open(self) -> BinaryIO:
+        """The plain bundle tar (a compressed bundle is decompressed on the fly, with seeks)."""
+        from tvdeploy.bundle.compress import open_plain
+
         if self.verified.chunks is not None:
-            return cast(BinaryIO, ChunkedReader(Path(self.bundle.path), self.verified.chunks.index))
-        return open(self.bundle.path, "rb")  # noqa: SIM115 - the caller closes it
+            raw = cast(BinaryIO, ChunkedReader(Path(self.bundle.path), self.verified.chunks.index))
+        else:
+            raw = open(self.bundle.path, "rb")  # noqa: SIM115 - the caller closes it
+        return open_plain(raw, str(self.bundle.path)) if self.bundle.compressed else raw
+
+    @property
+    def patches(self) -> dict[str, Patch]:
+        """Layers shipped as byte-level patches: rebuilt layer hex -> Patch (base, patch, size)."""
+        return self.bundle.patches
 
     @property
     def shipped(self) -> frozenset[str]:
@@ -123,11 +133,16 @@ class BundleFile:
         return out
 
 
-def needed_base(images: list[BundleImage], shipped: frozenset[str]) -> dict[str, list[str]]:
-    """Blobs the release uses but the bundle does not ship (a delta): digest -> services."""
+def needed_base(images: list[BundleImage], shipped: frozenset[str],
+                patches: dict[str, Patch] | None = None) -> dict[str, list[str]]:
+    """Blobs the release uses but the bundle does not ship (a delta), and the bases its
+    *patches* apply to, instead of the layers they rebuild: digest -> services."""
+    patches = patches or {}
     needed: dict[str, list[str]] = {}
     for img in images:
         for hexd, _size in img.blobs:
-            if hexd not in shipped:
+            if hexd in patches:
+                needed.setdefault(f"sha256:{patches[hexd].base}", []).append(img.service)
+            elif hexd not in shipped:
                 needed.setdefault(f"sha256:{hexd}", []).append(img.service)
     return needed

@@ -77,6 +77,30 @@ class BlobBody:
             yield data
 
 
+class _ChunkFile:
+    """The read/seek/tell that BlobBody uses, over chunks that come once, front to back: a
+    seek may only go where reading already stands."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self.chunks = iter(chunks)
+        self.pending = b""
+        self.pos = 0
+
+    def seek(self, offset: int) -> None:
+        if offset != self.pos:
+            raise ValueError("a streamed blob cannot be read again")
+
+    def read(self, n: int) -> bytes:
+        while not self.pending:
+            try:
+                self.pending = bytes(next(self.chunks))
+            except StopIteration:
+                return b""
+        data, self.pending = self.pending[:n], self.pending[n:]
+        self.pos += len(data)
+        return data
+
+
 def _check_repo(repo: str) -> str:
     if not REPO.match(repo) or len(repo) > 255:
         raise VerificationError(f"{repo!r}: not a valid repository name")
@@ -203,6 +227,32 @@ class Registry:
         self._request("PUT", url, what, (201,), params={"digest": digest}, data=body, timeout=None,
                       headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)})
         self._check_sent(body.sha256, digest, what)
+
+    def get_blob(self, repo: str, digest: str, limit: int) -> Iterator[bytes]:
+        """The bytes of blob *digest* of *repo*, streamed in 1 MiB chunks; more than *limit*
+        bytes (by Content-Length or as they come) is refused before they are read. The caller
+        checks the digest (a registry is trusted for transport, not for content)."""
+        what = f"{repo}: blob {_check_digest(digest)[:19]}"
+        resp = self._request("GET", f"/v2/{_check_repo(repo)}/blobs/{digest}", what, (200,), stream=True)
+        try:
+            length = resp.headers.get("Content-Length")
+            if length is not None and (not length.isdigit() or int(length) > limit):
+                raise RegistryError(f"{self.where}: {what}: {length} bytes, more than the {limit} expected")
+            got = 0
+            for chunk in resp.iter_content(CHUNK):
+                got += len(chunk)
+                if got > limit:
+                    raise RegistryError(f"{self.where}: {what}: more than the {limit} bytes expected")
+                yield chunk
+        except OSError as exc:
+            raise RegistryError(f"{self.where}: {what}: {_short(str(exc))}") from None
+        finally:
+            resp.close()
+
+    def upload_stream(self, repo: str, digest: str, chunks: Iterator[bytes], size: int,
+                      progress: Progress | None = None, location: str | None = None) -> None:
+        """``upload_blob`` from *chunks* (exactly *size* bytes, e.g. a layer being rebuilt)."""
+        self.upload_blob(repo, digest, _ChunkFile(chunks), 0, size, progress=progress, location=location)
 
     def _check_sent(self, hasher: Any, digest: str, what: str) -> None:
         if f"sha256:{hasher.hexdigest()}" != digest:

@@ -125,12 +125,15 @@ def _import_locked(site: Site, verified: PathVerified, bf: BundleFile, pool: SSH
 
 def check_delta(site: Site, bf: BundleFile, images: list[BundleImage]) -> None:
     """A delta is refused, with the list, unless the site holds every blob it does not ship."""
-    if not needed_base(images, bf.shipped):
+    if not needed_base(images, bf.shipped, bf.patches):
         return
     if site.registry.mode == "site-registry":
         with open_registry(site) as reg:
-            check_delta_on_registry(reg, images, bf.shipped, str(bf.bundle.path))
+            check_delta_on_registry(reg, images, bf.shipped, str(bf.bundle.path), bf)
         return
+    if bf.patches:
+        raise RefusedError(f"{bf.bundle.path}: a delta with byte-level patches needs registry.mode site-registry "
+                           "(node-load cannot rebuild patched layers yet); build it with --no-patches")
     refusal = S.missing_base(needed_base(images, bf.shipped), nodes_blobs(site))
     if refusal is not None:
         raise refusal

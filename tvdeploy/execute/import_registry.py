@@ -26,9 +26,10 @@ if TYPE_CHECKING:
 
 
 def check_delta_on_registry(reg: Registry, images: list[BundleImage], shipped: frozenset[str],
-                            where: str) -> None:
-    """Refuse a delta whose base blobs are not all in the site registry, before any push."""
-    needed = needed_base(images, shipped)
+                            where: str, bf: BundleFile | None = None) -> None:
+    """Refuse a delta whose base blobs (patch bases included) are not all in the site registry,
+    or one of whose patches does not rebuild its signed layer, before any push."""
+    needed = needed_base(images, shipped, bf.patches if bf is not None else None)
     if not needed:
         return
     try:
@@ -48,6 +49,10 @@ def check_delta_on_registry(reg: Registry, images: list[BundleImage], shipped: f
     refusal = S.missing_base(needed, present)
     if refusal is not None:
         raise refusal
+    if bf is not None and bf.patches:
+        from tvdeploy.execute.import_patches import check_patches
+
+        check_patches(reg, bf, images)
 
 
 Archive = Callable[[], Iterator[bytes]]
@@ -124,13 +129,22 @@ def push_image(reg: Registry, bf: BundleFile, fh: BinaryIO, img: BundleImage, im
             source = holders.get(hexd) or _find_elsewhere(reg, img, images, hexd)
             location = reg.mount_blob(img.repo, digest, source) if source else None
             present = source is not None and location is None
-        if not present and hexd not in bf.shipped:
+        if not present and hexd not in bf.shipped and hexd not in bf.patches:
             raise RefusedError(f"{reg.where}: {img.repo}: base blob {digest} of the delta is gone from the "
                                "registry")
         if present:
             stats.skipped += size
             stats.present += 1
             reporter.advance(key, size, description=_describe(img, stats))
+        elif hexd in bf.patches:
+            from tvdeploy.execute.import_patches import rebuilt, repos_for
+
+            chunks = rebuilt(reg, bf, fh, bf.patches[hexd], repos_for(images, hexd))
+            reg.upload_stream(img.repo, digest, chunks, size, location=location,
+                              progress=lambda n: reporter.advance(key, n))
+            stats.moved += size
+            stats.uploaded += 1
+            reporter.advance(key, 0, description=_describe(img, stats))
         else:
             offset, _size = bf.where(hexd)
             reg.upload_blob(img.repo, digest, fh, offset, size, location=location,
