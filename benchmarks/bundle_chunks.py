@@ -47,7 +47,9 @@ def main() -> int:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from tvdeploy.bundle import trust
-    from tvdeploy.bundle.chunks import join_chunks, read_index, split_bundle, verify_chunk_dir
+    from tvdeploy.bundle.chunkjoin import join_chunks
+    from tvdeploy.bundle.chunksplit import split_bundle
+    from tvdeploy.bundle.chunkverify import read_index, verify_chunk_dir
     from tvdeploy.bundle.sizes import format_size, parse_size
     from tvdeploy.keys.store import key_id
 

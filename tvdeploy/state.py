@@ -50,3 +50,21 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def fsync_dir(path: Path, *, tolerant: bool = False) -> None:
+    """Make a rename or a new file in folder *path* durable. *tolerant*: a folder that cannot be
+    opened or synced (some removable-media file systems) is left as it is; its files are synced."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        if tolerant:
+            return
+        raise
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not tolerant:
+            raise
+    finally:
+        os.close(fd)

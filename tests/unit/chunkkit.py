@@ -11,7 +11,7 @@ from typing import Any
 from tests import bundlekit as bk
 from tvdeploy.bundle import dsse, statement
 from tvdeploy.bundle.chunkindex import PAYLOAD_TYPE, index_statement
-from tvdeploy.bundle.chunks import split_bundle
+from tvdeploy.bundle.chunksplit import split_bundle
 from tvdeploy.keys.store import key_id
 
 CHUNK = 4096

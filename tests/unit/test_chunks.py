@@ -13,11 +13,13 @@ from pathlib import Path
 import pytest
 
 from tests.unit import chunkkit as ck
-from tvdeploy.bundle import chunks as chunks_mod
+from tvdeploy.bundle import chunksplit
 from tvdeploy.bundle.chunkbundle import verify_bundle_path
 from tvdeploy.bundle.chunkindex import parse_index
 from tvdeploy.bundle.chunkio import ChunkedReader
-from tvdeploy.bundle.chunks import join_chunks, read_index, split_bundle, verify_chunk_dir
+from tvdeploy.bundle.chunkjoin import join_chunks
+from tvdeploy.bundle.chunksplit import split_bundle
+from tvdeploy.bundle.chunkverify import read_index, verify_chunk_dir
 from tvdeploy.errors import InputFileError, RefusedError, TvdeployError, VerificationError
 from tvdeploy.keys.store import key_id
 
@@ -184,7 +186,7 @@ def test_split_refusals(c: ck.Chunked, tmp_path: Path, monkeypatch: pytest.Monke
     (tmp_path / "link.tar").symlink_to(c.bundle)
     with pytest.raises(InputFileError, match="symlink"):
         split_bundle(tmp_path / "link.tar", 4096, tmp_path / "o", signer(c))
-    monkeypatch.setattr(chunks_mod, "MAX_CHUNKS", 10)
+    monkeypatch.setattr(chunksplit, "MAX_CHUNKS", 10)
     with pytest.raises(RefusedError, match="makes 17 chunks .at most 10.; choose a larger --size"):
         split_bundle(c.bundle, 4096, tmp_path / "o", signer(c))
     assert not (tmp_path / "o").exists()
@@ -374,6 +376,25 @@ def test_a_planted_symlink_at_a_temporary_name_is_not_followed(c: ck.Chunked, tm
     with pytest.raises(TvdeployError, match=r"\.j\.tar\.part: cannot write: "):
         join_chunks(c.dir, tmp_path / "j.tar")
     assert target.read_bytes() == b"precious" and not (tmp_path / "j.tar").exists()
+
+
+def test_a_planted_file_or_hard_link_at_a_temporary_name_is_never_written_through(c: ck.Chunked,
+                                                                                    tmp_path: Path) -> None:
+    """The part files are created exclusively: a regular file or a hard link to another file
+    already there under that name makes the run stop, and its content stays as it was."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    out = tmp_path / "o"
+    out.mkdir()
+    os.link(victim, out / ".bundle.001.part")
+    with pytest.raises(TvdeployError, match=r"\.bundle\.001\.part: cannot write: it already exists"):
+        split_bundle(c.bundle, 4096, out, signer(c))
+    assert victim.read_bytes() == b"precious"
+    assert sorted(p.name for p in out.iterdir()) == [".bundle.001.part"]
+    (tmp_path / ".j.tar.part").write_bytes(b"planted")
+    with pytest.raises(TvdeployError, match=r"\.j\.tar\.part: cannot write: it already exists"):
+        join_chunks(c.dir, tmp_path / "j.tar")
+    assert (tmp_path / ".j.tar.part").read_bytes() == b"planted" and not (tmp_path / "j.tar").exists()
 
 
 class ChangingReporter:

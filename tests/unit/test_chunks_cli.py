@@ -115,9 +115,9 @@ def test_split_bad_arguments(cli, work: Path, argv: tuple[str, ...], code: int, 
 def test_split_missing_bundle_and_no_space(cli, work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     r = cli("bundle", "split", work / "nope.tar", "--size", "1MiB", "-o", work / "m", "--key", "signer-1")
     assert r.code == 1 and r.stderr.strip() == f"error: {work / 'nope.tar'}: bundle not found"
-    from tvdeploy.bundle import chunks
+    from tvdeploy.bundle import chunkio
 
-    monkeypatch.setattr(chunks, "disk_free", lambda p: 1)
+    monkeypatch.setattr(chunkio, "disk_free", lambda p: 1)
     r = cli("bundle", "split", work / "release-1.tar", "--size", "1MiB", "-o", work / "m", "--key", "signer-1")
     assert r.code == 1 and "not enough free space" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (work / "m").exists()

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tvdeploy import state
 from tvdeploy.errors import InputFileError, TvdeployError
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ def locked(path: Path) -> Iterator[int]:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         if created:
-            _fsync_dir(path.parent)
+            state.fsync_dir(path.parent)
         yield fd
     finally:
         os.close(fd)  # closing releases the flock
@@ -65,14 +66,6 @@ def locked(path: Path) -> Iterator[int]:
 def _log_of(path: Path) -> Path:
     """The log a file belongs to (the log itself, or the log beside a checkpoints file)."""
     return path.with_name(path.stem + ".log") if path.suffix == ".checkpoints" else path
-
-
-def _fsync_dir(path: Path) -> None:
-    dfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 def last_line(fd: int, path: Path) -> bytes | None:

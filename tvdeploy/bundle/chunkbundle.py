@@ -18,7 +18,7 @@ from typing import BinaryIO, cast
 from tvdeploy.bundle import reader, statement, trust
 from tvdeploy.bundle.chunkindex import ChunkIndex
 from tvdeploy.bundle.chunkio import ChunkedReader
-from tvdeploy.bundle.chunks import ChunkReport, read_index, verify_chunk_dir
+from tvdeploy.bundle.chunkverify import ChunkReport, read_index, verify_chunk_dir
 from tvdeploy.bundle.reader import Bundle
 from tvdeploy.bundle.verify import VALID, Verified, judge, verify_bundle
 from tvdeploy.errors import VerificationError

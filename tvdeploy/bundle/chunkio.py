@@ -1,24 +1,38 @@
-"""Opening chunk files safely, and reading a chunk folder as one seekable file.
+"""The file work under split, verify and join of chunk folders (chunksplit, chunkverify, chunkjoin):
+opening chunk files safely, creating files exclusively, the one read -> hash -> write loop, and
+reading a chunk folder as one seekable file.
 
 Chunks come from removable media that anyone may have touched, so a chunk is opened read-only,
 without following a symlink (a link could point at a device or at a secret elsewhere on the
 machine), without blocking on a fifo, and only if it is a regular file. Nothing here ever writes
-to a chunk.
+to a chunk. A file being written (``.NAME.part`` until it is complete) is created exclusively:
+a file or link already there under that name, placed by someone else or left by an interrupted
+run, is never written through.
 """
 
 from __future__ import annotations
 
 import bisect
 import errno
+import hashlib
 import io
 import os
+import shutil
 import stat
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from tvdeploy.bundle.chunkindex import Chunk, ChunkIndex
-from tvdeploy.errors import VerificationError
+from tvdeploy.bundle.sizes import format_size
+from tvdeploy.errors import InputFileError, RefusedError, TvdeployError, VerificationError
+from tvdeploy.reporting import Reporter
 
 OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+BUFFER = 4 * 1024 * 1024
+FILE_OVERHEAD = 4096  # a file system block per file written, for the free-space estimate
+FreeSpace = Callable[[Path], int]
 
 
 class ChunkFileError(Exception):
@@ -47,6 +61,116 @@ def open_regular(path: Path) -> tuple[int, os.stat_result]:
         kind = "a folder" if stat.S_ISDIR(st.st_mode) else "a device, fifo or socket"
         raise ChunkFileError("not a regular file", kind)
     return fd, st
+
+
+def disk_free(path: Path) -> int:
+    return shutil.disk_usage(path).free
+
+
+def _existing_ancestor(path: Path) -> Path:
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return probe
+
+
+def preflight(target: Path, need: int, what: str, free_space: FreeSpace | None) -> None:
+    """Refuse before writing when the file system of *target* has less than *need* bytes free."""
+    probe = _existing_ancestor(target)
+    free = (free_space or disk_free)(probe)
+    if free < need:
+        raise RefusedError(f"{target}: not enough free space for {what}: need {format_size(need)} "
+                           f"({need} bytes), {format_size(free)} ({free} bytes) free on {probe}")
+
+
+def require_dir(directory: Path) -> None:
+    if not directory.exists():
+        raise InputFileError(f"{directory}: chunk folder not found")
+    if not directory.is_dir():
+        raise InputFileError(f"{directory}: not a folder, expected a chunk folder")
+
+
+def part_path(path: Path) -> Path:
+    """The name *path* is written under until it is complete."""
+    return path.with_name(f".{path.name}.part")
+
+
+def create_part(path: Path) -> int:
+    """A write descriptor of ``part_path(path)``, created here and now (0644: chunk folders hold no
+    secret and are copied around)."""
+    tmp = part_path(path)
+    try:
+        return os.open(tmp, CREATE_FLAGS, 0o644)
+    except FileExistsError:
+        raise TvdeployError(f"{tmp}: cannot write: it already exists (left by an interrupted run, or "
+                            "placed there); remove it and run again") from None
+    except OSError as exc:
+        raise TvdeployError(f"{tmp}: cannot write: {exc.strerror or exc}") from None
+
+
+def write_all(fd: int, view: memoryview) -> None:
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def write_file(path: Path, data: bytes, created: list[Path]) -> None:
+    """Write *data* under the part name beside *path*, sync it, rename it to *path*; *created*
+    lists what this run wrote (to be undone on failure)."""
+    fd = create_part(path)
+    created.append(part_path(path))
+    try:
+        write_all(fd, memoryview(data))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(part_path(path), path)
+    created[-1] = path
+
+
+class TotalHash:
+    """The whole file's sha256, computed on a second thread while the calling thread hashes the
+    chunk and writes: hashlib releases the GIL on large buffers, so the two hashes overlap instead
+    of adding up. ``updating(view)`` returns once the buffer may be reused."""
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._hash = hashlib.sha256()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256-total")
+
+    @contextmanager
+    def updating(self, view: memoryview) -> Iterator[None]:
+        future = self._pool.submit(self._hash.update, view)
+        try:
+            yield
+        finally:
+            future.result()
+
+    def close(self) -> str:
+        self._pool.shutdown(wait=True)
+        return self._hash.hexdigest()
+
+
+def pump(src: int, size: int, buf: bytearray, reporter: Reporter, task: str, *, out: int | None = None,
+         total: TotalHash | None = None) -> tuple[str, int]:
+    """Read up to *size* bytes of *src* (fewer only at its end), hash them, also into *total*,
+    and write them to *out*; returns (sha256 hex, bytes read). The caller judges a short read."""
+    digest = hashlib.sha256()
+    view = memoryview(buf)
+    done = 0
+    while done < size:
+        n = os.readv(src, [view[:min(len(view), size - done)]])
+        if n == 0:
+            break
+        piece = view[:n]
+        with total.updating(piece) if total is not None else nullcontext():
+            digest.update(piece)
+            if out is not None:
+                write_all(out, piece)
+        done += n
+        reporter.advance(task, n)
+    return digest.hexdigest(), done
 
 
 class ChunkedReader(io.RawIOBase):

@@ -77,7 +77,7 @@ def _report_doc(report: Any, names: dict[str, str]) -> dict[str, Any]:
 def verify_chunk_folder(directory: Path, trust_root: Path, *, chunks_only: bool, bars_only: bool = False) -> int:
     """The chunk-folder verification of ``bundle verify DIR`` and ``bundle verify-chunks DIR``."""
     from tvdeploy.bundle.chunkbundle import judge_bundle, read_chunked_bundle
-    from tvdeploy.bundle.chunks import verify_chunk_dir
+    from tvdeploy.bundle.chunkverify import verify_chunk_dir
 
     rep = reporter(bars_only=bars_only)
     report = verify_chunk_dir(directory, trust_root, reporter=rep)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from tvdeploy.bundle.engine import start_early
 
 if TYPE_CHECKING:
-    from tvdeploy.bundle.chunks import SplitResult
+    from tvdeploy.bundle.chunksplit import SplitResult
     from tvdeploy.bundle.writer import BuiltBundle, Since
     from tvdeploy.release.spec import ReleaseSpec
     from tvdeploy.reporting import Reporter
@@ -146,7 +146,7 @@ def split_and_record(bundle: Path, chunk_size: int, output: Path, keys: list[str
     """Split *bundle* into the chunk folder *output* with an index signed by *signers* (the keys
     named *keys*), and record it."""
     from tvdeploy.audit.recorder import record_global
-    from tvdeploy.bundle.chunks import split_bundle
+    from tvdeploy.bundle.chunksplit import split_bundle
 
     result = split_bundle(bundle, chunk_size, output, signers, reporter=reporter)
     record_global("bundle.split", objects=[

@@ -60,7 +60,7 @@ def join(
     """Reassemble the chunks of DIR into one bundle file, checking each chunk on the way.
     The chunks are only read: never deleted or changed."""
     from tvdeploy.audit.recorder import record_global, signing_key
-    from tvdeploy.bundle.chunks import join_chunks
+    from tvdeploy.bundle.chunkjoin import join_chunks
     from tvdeploy.bundle.sizes import format_size
     from tvdeploy.cli.options import OPTIONS
     from tvdeploy.cli.output import emit_json, out, warn
