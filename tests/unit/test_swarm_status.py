@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from tests.unit.test_plan_swarm import _site
-from tvdeploy.facts.swarm import gather_swarm_facts, local_fact, member_fact, status_document, status_findings
+from tvdeploy.facts.swarm import gather_swarm_facts, local_fact, member_fact
 from tvdeploy.facts.swarm_model import LocalSwarmFact, MemberFact, SwarmFacts
 from tvdeploy.plan.swarm import plan_swarm
+from tvdeploy.plan.swarm_status import status_document, status_findings
 
 DATA = Path(__file__).parent / "data" / "swarm_facts"
 NODES = json.loads((DATA / "nodes.json").read_text())

@@ -2,8 +2,9 @@
 
 Host keys are looked up by node address (``[addr]:port`` when the port is not 22, as OpenSSH
 does). An unknown host is refused unless ``trust_new_hosts`` is set, which reports its
-fingerprint (``SHA256:...`` like ``ssh-keygen -l``) and records it; a changed key is always
-refused, naming the node and both fingerprints. Authentication by ``ssh.key`` or an agent.
+fingerprint (``SHA256:...`` like ``ssh-keygen -l``) and records it (after ``on_new_host_key``,
+which ``tvdeploy.execute.ssh_pool`` makes an audit record); a changed key is always refused,
+naming the node and both fingerprints. Authentication by ``ssh.key`` or an agent.
 A non-root ``ssh.user`` runs commands through ``sudo -n``.
 """
 
@@ -37,6 +38,9 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 10.0
 COMMAND_TIMEOUT = 300.0
 StreamFn = Callable[[str, str], None]  # (node name, line)
+# (node name, address, key type, SHA256 fingerprint): called before a new host key is recorded;
+# it may refuse (raise), e.g. when the trust decision cannot be written to the audit log.
+NewHostKeyFn = Callable[[str, str, str, str], None]
 
 
 MAX_BATCH_BYTES = 64 * 1024  # put_files: well under the kernel's 128 KiB limit for one argument
@@ -131,8 +135,10 @@ class _PinnedPolicy:
     trust_new_hosts record and report the fingerprint. (Changed keys never reach this: paramiko
     raises BadHostKeyException for them.)"""
 
-    def __init__(self, node: str, known: KnownHosts, trust_new: bool, reporter: Reporter | None) -> None:
+    def __init__(self, node: str, known: KnownHosts, trust_new: bool, reporter: Reporter | None,
+                 on_new_host_key: NewHostKeyFn | None = None) -> None:
         self.node, self.known, self.trust_new, self.reporter = node, known, trust_new, reporter
+        self.on_new_host_key = on_new_host_key
 
     def missing_host_key(self, client: Any, hostname: str, key: paramiko.PKey) -> None:
         fp = fingerprint(key)
@@ -141,6 +147,8 @@ class _PinnedPolicy:
                 f"node {self.node} ({hostname}): host key {key.get_name()} {fp} is not in "
                 f"{self.known.path}; compare it out of band, then rerun with --trust-new-hosts"
             )
+        if self.on_new_host_key is not None:
+            self.on_new_host_key(self.node, hostname, key.get_name(), fp)
         self.known.record(hostname, key)
         if self.reporter is not None:
             self.reporter.warn(f"node {self.node} ({hostname}): recorded new host key "
@@ -194,8 +202,10 @@ class SSHConnection:
     def __init__(self, target: Target, known: KnownHosts, key_path: Path | None, trust_new: bool,
                  reporter: Reporter | None = None, stream: StreamFn | None = None,
                  sock_factory: Callable[[Target], Any] | None = None,
-                 connect_timeout: float = CONNECT_TIMEOUT, command_timeout: float = COMMAND_TIMEOUT) -> None:
+                 connect_timeout: float = CONNECT_TIMEOUT, command_timeout: float = COMMAND_TIMEOUT,
+                 on_new_host_key: NewHostKeyFn | None = None) -> None:
         self.target = target
+        self.on_new_host_key = on_new_host_key
         self.node = target.node
         self.known = known
         self.key_path = key_path
@@ -220,7 +230,7 @@ class SSHConnection:
             name = hostkey_name(t.address, t.port)
             for ktype, key in self.known.lookup(name).items():
                 client.get_host_keys().add(name, ktype, key)
-            policy = _PinnedPolicy(t.node, self.known, self.trust_new, self.reporter)
+            policy = _PinnedPolicy(t.node, self.known, self.trust_new, self.reporter, self.on_new_host_key)
             client.set_missing_host_key_policy(cast("paramiko.MissingHostKeyPolicy", policy))
             try:
                 sock = self.sock_factory(t) if self.sock_factory is not None else None
@@ -387,8 +397,9 @@ class SSHPool:
 
     def __init__(self, site: Site, trust_new_hosts: bool = False, reporter: Reporter | None = None,
                  stream: StreamFn | None = None, connect_timeout: float = CONNECT_TIMEOUT,
-                 command_timeout: float = COMMAND_TIMEOUT) -> None:
+                 command_timeout: float = COMMAND_TIMEOUT, on_new_host_key: NewHostKeyFn | None = None) -> None:
         self.site = site
+        self.on_new_host_key = on_new_host_key
         self.known = KnownHosts(site.ssh.known_hosts)
         self.trust_new = trust_new_hosts
         self.reporter = reporter
@@ -418,7 +429,8 @@ class SSHPool:
 
     def _make(self, target: Target, sock_factory: Callable[[Target], Any] | None) -> SSHConnection:
         return SSHConnection(target, self.known, self.site.ssh.key, self.trust_new, self.reporter,
-                             self.stream, sock_factory, self.connect_timeout, self.command_timeout)
+                             self.stream, sock_factory, self.connect_timeout, self.command_timeout,
+                             on_new_host_key=self.on_new_host_key)
 
     def get(self, node_name: str) -> SSHConnection:
         with self._lock:

@@ -25,7 +25,7 @@ def import_bundle(
     from tvdeploy.cli.common import load_site
     from tvdeploy.cli.options import OPTIONS
     from tvdeploy.cli.output import confirm, emit_json, out, reporter
-    from tvdeploy.connectors.ssh import SSHPool
+    from tvdeploy.execute.ssh_pool import open_pool
     from tvdeploy.execute.import_bundle import import_verified, verify_and_check
 
     model = load_site(site)
@@ -36,7 +36,7 @@ def import_bundle(
         raise RefusedError(f"{site}: no trust root: pass --trust ROOT or set trust.root in the site file")
     signing_key()  # no audit key, no import: fail before reading gigabytes
     rep = reporter()
-    with SSHPool(model, reporter=rep) as pool:
+    with open_pool(model, reporter=rep) as pool:
         verified, last = verify_and_check(model, bundle, trust_root, pool, rep)
         rel = verified.verified.bundle.release
         since = f" (last import: {last.release}, sequence {last.sequence})" if last else " (first import)"
@@ -66,12 +66,12 @@ def inventory(
     from tvdeploy.cli.common import load_site
     from tvdeploy.cli.options import OPTIONS
     from tvdeploy.cli.output import emit_json, out
-    from tvdeploy.connectors.ssh import SSHPool
+    from tvdeploy.execute.ssh_pool import open_pool
     from tvdeploy.execute.import_bundle import site_inventory
 
     model = load_site(site)
     key, kid = signing_key()
-    with SSHPool(model) as pool:
+    with open_pool(model) as pool:
         count, last, data = site_inventory(model, pool, (key, kid))
     state.write_atomic(output, data, mode=0o644)
     if OPTIONS.json:

@@ -23,9 +23,9 @@ SITE = typer.Argument(..., help=SITE_ARG_HELP, show_default=False)
 
 
 def _pool(model: Site, trust_new_hosts: bool, rep: Any) -> SSHPool:
-    from tvdeploy.connectors.ssh import SSHPool
+    from tvdeploy.execute.ssh_pool import open_pool
 
-    return SSHPool(model, trust_new_hosts=trust_new_hosts, reporter=rep)
+    return open_pool(model, trust_new_hosts=trust_new_hosts, reporter=rep)
 
 
 def _view_json(model: Site, view: SwarmView) -> dict[str, Any]:
@@ -119,117 +119,42 @@ def bootstrap(
 ) -> None:
     """Pre-flight, then `tls apply` when needed, then form or converge the swarm (init, joins,
     labels, networks, removals; quorum kept at every step), then print the status."""
-    import time
-
     from tvdeploy.audit.recorder import signing_key
     from tvdeploy.cli.common import load_site
     from tvdeploy.cli.options import OPTIONS
     from tvdeploy.cli.output import confirm, out
-    from tvdeploy.execute.swarm_session import (
-        Clients,
-        EarlyInit,
-        apply_swarm,
-        early_init_step,
-        open_clients,
-        refuse_on_findings,
-        refuse_on_problems,
-        survey,
-    )
-    from tvdeploy.execute.tls import apply_tls
-    from tvdeploy.pki.certinfo import utcnow
-    from tvdeploy.plan.preflight import blocking
+    from tvdeploy.execute.swarm_bootstrap import bootstrap as run_bootstrap
+    from tvdeploy.execute.swarm_bootstrap import needs_review
+    from tvdeploy.execute.swarm_session import Clients
 
     model = load_site(site)
     signing_key()  # no audit key, no change: fail before touching anything
     rep = reporter()
-    t0 = time.monotonic()
-    with _pool(model, trust_new_hosts, rep) as pool, Clients() as clients:
-        view = survey(model, pool, clients, rep)
-        t_survey = time.monotonic()
-        tls = view.tls_plan
-        pending = bool(view.plan.steps) or tls is None or tls.changes
-        if pending or blocking(view.findings):
-            if not OPTIONS.json:
-                _show(model, view)
-        else:
+
+    def review(view: SwarmView) -> None:
+        if not needs_review(view):
             _report_findings(view, rep)
-        refuse_on_findings(view.findings)
-        assert tls is not None  # no unreachable node (refused above), so the TLS plan exists
-        if not tls.changes:
-            refuse_on_problems(view.plan)  # with TLS pending, the APIs cannot answer yet
-        if not tls.changes and not view.plan.steps:
+        elif not OPTIONS.json:
+            _show(model, view)
+
+    with _pool(model, trust_new_hosts, rep) as pool, Clients() as clients:
+        done = run_bootstrap(model, pool, clients, rep, review=review, confirm=confirm)
+        if not done.changed:
             out(f"site {model.site.name}: nothing to do; the swarm matches the site file")
-            _print_status(model, clients, view.facts)  # nothing changed: the survey's facts hold
+            _print_status(model, clients, done.facts)  # nothing changed: the survey's facts hold
             return
-        confirm(
-            f"bootstrap site {model.site.name}: {len(tls.steps)} TLS change(s), {len(view.plan.steps)} swarm step(s)?"
-        )
-        t_tls = time.monotonic()
-        early_steps = 0
-        if tls.changes:
-            init_step = early_init_step(model, view)
-            early = EarlyInit(model, init_step, rep) if init_step is not None else None
-            try:
-                apply_tls(model, tls, pool, rep, utcnow(), on_ready=early.ready if early else None)
-            except BaseException:
-                if early is not None:
-                    early.join()  # never leave an init running behind the TLS error
-                raise
-            early_steps = early.finish() if early is not None else 0
-            open_clients(model, clients)  # a new client certificate may have been issued
-        t_swarm = time.monotonic()
-        steps = early_steps + apply_swarm(model, clients, rep)
-        end = time.monotonic()
-        out(
-            f"site {model.site.name}: {len(tls.steps)} TLS change(s), {steps} swarm step(s) applied in "
-            f"{end - t0:.1f} s (pre-flight {t_survey - t0:.1f} s, tls {t_swarm - t_tls:.1f} s, "
-            f"swarm {end - t_swarm:.1f} s)"
-        )
+        t = done.seconds
+        out(f"site {model.site.name}: {done.tls_changes} TLS change(s), {done.swarm_steps} swarm step(s) applied in "
+            f"{t['total']:.1f} s (pre-flight {t['preflight']:.1f} s, tls {t['tls']:.1f} s, swarm {t['swarm']:.1f} s)")
         _print_status(model, clients)
-
-
-def _cert_expiry(model: Site) -> dict[str, str | None]:
-    """Each node's TLS *server* certificate expiry, read from the certificate its Docker API
-    presents in a verified mutual-TLS handshake (what clients actually get; swarm's own node
-    certificates rotate automatically within swarm.cert_expiry_hours and are not shown)."""
-    from cryptography import x509
-
-    from tvdeploy.connectors.docker_api import presented_certificate
-    from tvdeploy.errors import TvdeployError
-    from tvdeploy.execute.swarm_session import client_cert
-    from tvdeploy.parallel import for_each
-
-    certs = client_cert(model)
-    if certs is None:
-        return {}
-
-    def one(name: str) -> str | None:
-        node = model.node(name)
-        try:
-            pem = presented_certificate(name, str(node.address), certs, timeout=5.0)
-        except TvdeployError:
-            return None
-        return x509.load_pem_x509_certificate(pem).not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-    names = [n.name for n in model.nodes]
-    return dict(zip(names, for_each(names, one), strict=True))
-
-
-def _status_doc(model: Site, clients: Any, facts: Any = None) -> dict[str, Any]:
-    from tvdeploy.execute.swarm_session import observe_swarm
-    from tvdeploy.facts.swarm import status_document, status_findings
-    from tvdeploy.plan.swarm import plan_swarm
-
-    facts = facts if facts is not None else observe_swarm(model, clients)
-    findings = status_findings(model, facts, plan_swarm(model, facts))
-    return status_document(model, facts, _cert_expiry(model), findings)
 
 
 def _print_status(model: Site, clients: Any, facts: Any = None) -> None:
     from tvdeploy.cli.options import OPTIONS
     from tvdeploy.cli.output import emit_json, out, table
+    from tvdeploy.execute.swarm_status import swarm_status
 
-    doc = _status_doc(model, clients, facts)
+    doc = swarm_status(model, clients, facts)
     if OPTIONS.json:
         emit_json(doc)
         return
@@ -248,29 +173,17 @@ def _print_status(model: Site, clients: Any, facts: Any = None) -> None:
         out(f"{f['severity']}: {node}: {f['message']}")
 
 
-def _require_clients(model: Site, clients: Any) -> None:
-    from tvdeploy.errors import InputFileError
-    from tvdeploy.execute.swarm_session import open_clients
-    from tvdeploy.pki.ca import pki_paths
-
-    open_clients(model, clients)
-    if not clients:
-        raise InputFileError(
-            f"{pki_paths(model).client_dir}: no operator client certificate; "
-            "run tvdeploy swarm bootstrap (or tls apply) first"
-        )
-
-
 @swarm_app.command("status")
 def status(site: Path = SITE) -> None:
     """Every node as the swarm sees it (role, state, availability, engine, TLS certificate
     expiry), autolock, manager count and findings. Over the Docker API only."""
     from tvdeploy.cli.common import load_site
     from tvdeploy.execute.swarm_session import Clients
+    from tvdeploy.execute.swarm_status import require_clients
 
     model = load_site(site)
     with Clients() as clients:
-        _require_clients(model, clients)
+        require_clients(model, clients)
         _print_status(model, clients)
 
 
@@ -281,19 +194,14 @@ def unlock(site: Path = SITE) -> None:
     from tvdeploy.cli.common import load_site
     from tvdeploy.cli.options import OPTIONS
     from tvdeploy.cli.output import emit_json, out
-    from tvdeploy.execute.swarm import SwarmExecutor
-    from tvdeploy.execute.swarm_session import Clients, observe_swarm
-    from tvdeploy.plan.swarm import Step, SwarmPlan
+    from tvdeploy.execute.swarm_session import Clients
+    from tvdeploy.execute.swarm_status import require_clients, unlock_locked
 
     model = load_site(site)
     signing_key()
-    rep = reporter()
     with Clients() as clients:
-        _require_clients(model, clients)
-        facts = observe_swarm(model, clients)
-        locked = [n.name for n in model.managers if facts.local[n.name].local_state == "locked"]
-        if locked:
-            SwarmExecutor(model, clients, rep).run(SwarmPlan([Step("unlock", name) for name in locked]))
+        require_clients(model, clients)
+        locked = unlock_locked(model, clients, reporter())
     if OPTIONS.json:
         emit_json({"site": model.site.name, "unlocked": locked})
     elif locked:

@@ -22,13 +22,13 @@ SITE = typer.Argument(..., help=SITE_ARG_HELP, show_default=False)
 
 def _pool(model: Site, trust_new_hosts: bool, reporter: Any) -> SSHPool:
     from tvdeploy.cli.options import OPTIONS
-    from tvdeploy.connectors.ssh import SSHPool
+    from tvdeploy.execute.ssh_pool import open_pool
 
     def stream(node: str, line: str) -> None:
         reporter.info(f"[{node}] {line}")
 
-    return SSHPool(model, trust_new_hosts=trust_new_hosts, reporter=reporter,
-                   stream=stream if OPTIONS.verbose else None)
+    return open_pool(model, trust_new_hosts=trust_new_hosts, reporter=reporter,
+                     stream=stream if OPTIONS.verbose else None)
 
 
 def _plan(model: Site, pool: SSHPool, reporter: Any, rotate: bool = False) -> TlsPlan:
