@@ -128,3 +128,27 @@ def test_check_bundle_clean_passes_at_high(cli, bundles: dict[str, Path]) -> Non
 def test_check_bundle_missing_file(cli, tmp_path: Path) -> None:
     r = cli("policy", "check-bundle", tmp_path / "nope.tar")
     assert r.code == 1 and r.stderr.strip() == f"error: {tmp_path / 'nope.tar'}: bundle not found"
+
+
+def test_gate_check_bundle_uses_the_site_trust_root(bundles: dict[str, Path], tmp_path: Path) -> None:
+    import yaml
+
+    from tests import policykit as pk
+    from tvdeploy.config.load import load_site
+    from tvdeploy.policy import gate
+
+    k1, _ = bk.make_key("s1")
+    root_key, _ = bk.make_key("r1")
+    trust = bk.make_trust(tmp_path / "root.json", [k1], 1, [root_key])
+    site_path = pk.write_site(tmp_path)
+    doc = yaml.safe_load(site_path.read_text())
+    doc["trust"] = {"root": "root.json"}
+    site_path.write_text(yaml.safe_dump(doc))
+    site = load_site(site_path)
+    assert Path(site.trust.root) == trust
+    refused = gate.check_bundle(site, site_path, bundles["clean"])
+    assert [f.rule for f in refused.blocking] == ["TVD-001"] and "TVD-001" in refused.message()
+    bk.sign_with(bundles["clean"], k1)
+    assert gate.check_bundle(site, site_path, bundles["clean"]).ok
+    bad = gate.check_bundle(site, site_path, bundles["bad"])
+    assert {f.rule for f in bad.blocking} >= {"TVD-001", "TVD-203", "TVD-204", "TVD-201"}

@@ -15,7 +15,7 @@ from tvdeploy.policy.model import SEVERITIES, TARGETS, CheckFn, Rule
 
 RULE_ID = re.compile(r"^TVD-[0-9]{3}$")
 _RULES: dict[str, Rule] = {}
-MODULES = ("rules_stack", "rules_trueverit", "rules_image", "rules_engine",
+MODULES = ("rules_stack", "rules_ignored", "rules_trueverit", "rules_image", "rules_engine",
            "rules_daemon", "rules_host", "rules_swarm")
 DEFAULT_NEEDS = {"stack": ("stacks",), "image": ("images",), "bundle": ("bundle",),
                  "engine": ("engines",), "host": ("hosts",), "swarm": ("swarm",)}

@@ -17,9 +17,6 @@ SECRET_NAME = re.compile(r"(PASS(WORD|WD)?|SECRET|TOKEN|CREDENTIAL|PRIVATE_?KEY|
 SENSITIVE_DIRS = ("/", "/boot", "/dev", "/etc", "/lib", "/proc", "/sys", "/usr", "/var/lib/docker",
                   "/var/run", "/run", "/root", "/home")
 SOCKETS = ("docker.sock", "containerd.sock")
-IGNORED_KEYS = {"privileged": "5.5", "pid": "5.16", "ipc": "5.17", "devices": "5.18", "uts": "5.21",
-                "cgroup_parent": "5.25", "userns_mode": "5.31", "network_mode": "5.10",
-                "security_opt": "5.2/5.3/5.22/5.26"}
 
 
 def services(facts: PolicyFacts, kinds: tuple[str, ...] = ("rendered", "live", "container")
@@ -241,17 +238,3 @@ def non_root(facts: PolicyFacts, params: Mapping[str, Any]) -> Iterator[Check]:
         root = user.split(":")[0] in ("", "0", "root")
         yield _bad(stack, name, "runs as root", f"user: {user or 'not set'}") if root \
             else _ok(stack, name, f"user: {user}")
-
-
-@rule("TVD-120", "No setting that swarm ignores", "stack", "medium",
-      cis=("5.5", "5.16", "5.17", "5.18", "5.21", "5.25", "5.31"),
-      remediation="Remove the key: docker stack deploy drops it (privileged, devices, pid, ipc, "
-                  "network_mode, userns_mode, security_opt, cgroup_parent), so it does nothing here.")
-def ignored_keys(facts: PolicyFacts, params: Mapping[str, Any]) -> Iterator[Check]:
-    for stack, name, svc in services(facts, ("rendered",)):
-        keys = sorted(k for k in IGNORED_KEYS if k in svc)
-        if keys:
-            ev = "; ".join(f"{k}: {svc[k]} (CIS {IGNORED_KEYS[k]})" for k in keys)
-            yield _bad(stack, name, "this setting does nothing on a swarm site", ev)
-        else:
-            yield _ok(stack, name)

@@ -1,5 +1,5 @@
-"""Swarm rules (TVD-5xx): the manager's view (``/swarm``, ``/nodes``, ``/networks``), the site
-root CA expiry, and the managers' listening sockets from the host facts."""
+"""Swarm rules (TVD-5xx): the manager's view (``/swarm``, ``/nodes``, ``/networks``), the swarm
+root CA's expiry, and the managers' listening sockets from the host facts."""
 
 from __future__ import annotations
 
