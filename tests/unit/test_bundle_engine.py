@@ -179,3 +179,97 @@ def test_socket_that_is_not_an_engine(cli, operator_key: str, tmp_path: Path) ->
     srv.close()
     assert (r.code, r.stderr.strip()) == (1, f"error: build engine unix://{path}: not a Docker engine (no HTTP "
                                              "response)")
+
+
+def test_plain_tcp_engine_is_refused_in_one_line(cli, operator_key: str, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DOCKER_TLS_VERIFY", raising=False)
+    monkeypatch.setenv("DOCKER_CERT_PATH", str(tmp_path / "nothing"))
+    r = cli("bundle", "build", spec_file(tmp_path), "--engine", "tcp://127.0.0.1:2375", "-o", tmp_path / "b.tar")
+    assert r.code == 1 and len(r.stderr.strip().splitlines()) == 1
+    assert r.stderr.startswith("error: --engine tcp://127.0.0.1:2375: plain TCP is refused")
+    assert "DOCKER_TLS_VERIFY=1" in r.stderr and not (tmp_path / "b.tar").exists()
+
+
+class TlsEngine(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    """The stand-in engine on TCP loopback behind mutual TLS (a client certificate is required)."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, certs: Path, images: list[bk.FakeImage]) -> None:
+        import ssl
+
+        self.images = {img.tag: img for img in images}
+        self.save_status, self.truncate = 200, False
+        self.requests: list[str] = []
+        self.ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(certs / "ca.pem"))
+        self.ctx.verify_mode = ssl.CERT_REQUIRED
+        self.ctx.load_cert_chain(str(certs / "server-cert.pem"), str(certs / "server-key.pem"))
+        super().__init__(("127.0.0.1", 0), Handler)
+
+    def get_request(self):  # type: ignore[no-untyped-def]
+        sock, addr = super().get_request()
+        return self.ctx.wrap_socket(sock, server_side=True), addr
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass
+
+
+def _tls_files(folder: Path) -> Path:
+    """A test CA (ca.pem), a client certificate in Docker's names (cert.pem, key.pem) and the
+    server's pair for 127.0.0.1 (server-cert.pem, server-key.pem)."""
+    from datetime import UTC, datetime, timedelta
+    from ipaddress import ip_address
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.now(UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test engine CA")])
+
+    def issue(name: str, key: object, ca: bool = False, san: list[x509.GeneralName] | None = None) -> bytes:
+        b = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+             .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())  # type: ignore[attr-defined]
+             .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=1))
+             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if san:
+            b = b.add_extension(x509.SubjectAlternativeName(san), critical=False)
+        return b.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+    def pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+
+    folder.mkdir(parents=True)
+    (folder / "ca.pem").write_bytes(issue("test engine CA", ca_key, ca=True))
+    server_key, client_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    (folder / "server-cert.pem").write_bytes(issue("engine", server_key, san=[x509.IPAddress(ip_address("127.0.0.1"))]))
+    (folder / "server-key.pem").write_bytes(pem_key(server_key))
+    (folder / "cert.pem").write_bytes(issue("operator", client_key))
+    (folder / "key.pem").write_bytes(pem_key(client_key))
+    return folder
+
+
+def test_tcp_engine_with_mutual_tls(cli, operator_key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    certs = _tls_files(tmp_path / "certs")
+    server = TlsEngine(certs, bk.default_images())
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        host = f"tcp://127.0.0.1:{server.server_address[1]}"
+        monkeypatch.setenv("DOCKER_TLS_VERIFY", "1")
+        monkeypatch.setenv("DOCKER_CERT_PATH", str(certs))
+        r = cli("bundle", "build", spec_file(tmp_path), "--engine", host, "-o", tmp_path / "b.tar")
+        assert r.code == 0, r.stderr
+        assert read_bundle(tmp_path / "b.tar").release["sequence"] == 4
+        (certs / "key.pem").write_bytes(b"not a key")
+        r = cli("bundle", "build", spec_file(tmp_path), "--engine", host, "-o", tmp_path / "c.tar")
+        assert r.code == 1 and r.stderr.startswith(f"error: {certs}: unusable TLS files for the build engine")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -33,7 +33,7 @@ from tvdeploy.bundle.patch import MAX_LAYER, Base, PatchError, Readable, make_pa
 from tvdeploy.bundle.savestream import ImageHint
 
 if TYPE_CHECKING:
-    from tvdeploy.bundle.engine import Engine
+    from tvdeploy.connectors.build_engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def _at_position(pos: int, layer: str, candidates: list[ImageHint], have: frozen
 
 def engine_candidates(engine: Engine, docker_host: str, new: list[ImageHint]) -> list[ImageHint]:
     """Images in the engine of the same repositories as *new* (other tags), with their layers."""
-    from tvdeploy.bundle.engine import _error, _request, hints
+    from tvdeploy.connectors.build_engine import _error, _request, hints
 
     status, body = _request(engine, "/images/json")
     if status != 200:
@@ -111,7 +111,7 @@ def fetch_bases(engine: Engine, choices: dict[str, Choice], workdir: Path) -> di
     """The bytes of each chosen base layer, in *workdir*: base hex -> file. Layers over
     MAX_LAYER and those the engine did not deliver are left out (their layers ship whole)."""
     from tvdeploy.bundle import tarin, tarout
-    from tvdeploy.bundle.engine import save_stream
+    from tvdeploy.connectors.build_engine import save_stream
 
     wanted = {c.base for c in choices.values()}
     refs = sorted({c.ref for c in choices.values()})

@@ -21,6 +21,7 @@ from typing import Any
 from tvdeploy.bundle import tarin, tarout
 from tvdeploy.bundle.jsonsafe import JsonError, loads
 from tvdeploy.bundle.layout import FileRecord, LayoutWriter, oci_manifest
+from tvdeploy.connectors.build_engine import ImageHint
 from tvdeploy.reporting import NullReporter, Reporter
 
 log = logging.getLogger(__name__)
@@ -33,16 +34,6 @@ MAX_LINK_HOPS = 8
 
 class SaveStreamError(ValueError):
     """The engine's stream is not a well-formed ``docker save`` archive."""
-
-
-@dataclass(frozen=True)
-class ImageHint:
-    """What the engine said about an image before the stream: for progress per image."""
-
-    ref: str
-    config_hex: str
-    diff_ids: tuple[str, ...]
-    size: int
 
 
 @dataclass(frozen=True)

@@ -197,7 +197,7 @@ def build_from_engine(output: Path, spec: ReleaseSpec, docker_host: str,
     operator key) run meanwhile. A delta (*since*) with *patches* also fetches the base layers
     of byte-level patches meanwhile (tvdeploy.bundle.patchbase), into a folder beside *output*
     that is removed afterwards."""
-    from tvdeploy.bundle import engine
+    from tvdeploy.connectors import build_engine as engine
 
     client = engine.connect(docker_host)
     refs = list(dict.fromkeys(spec.images.values()))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tvdeploy.bundle.engine import start_early
+from tvdeploy.connectors.build_engine import start_early
 
 if TYPE_CHECKING:
     from tvdeploy.bundle.chunksplit import SplitResult

@@ -24,7 +24,8 @@ bundle_app = typer.Typer(
 def build(
     spec: Path = typer.Argument(..., help="Release spec (YAML: release, sequence, images).", show_default=False),
     engine: str = typer.Option(..., "--engine", metavar="DOCKER_HOST",
-                               help="The build engine: unix:///path/docker.sock or tcp://HOST:PORT.",
+                               help="The build engine: unix:///path/docker.sock, or tcp://HOST:PORT with TLS "
+                                    "(DOCKER_TLS_VERIFY=1, DOCKER_CERT_PATH).",
                                show_default=False),
     output: Path = typer.Option(..., "-o", "--output",
                                 help="Bundle file to write (with --chunk-size: the chunk folder).",

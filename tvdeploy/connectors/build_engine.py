@@ -1,4 +1,4 @@
-"""Stream images out of a Docker engine (the build engine, given as DOCKER_HOST).
+"""Stream images out of a Docker engine (the build engine, given as DOCKER_HOST): a connector.
 
 One ``GET /images/get?names=...`` for all images: the engine then writes each shared layer once
 (later images link to it), so the build reads no layer twice. Before it, ``GET /images/NAME/json``
@@ -8,19 +8,26 @@ The requests are plain HTTP/1.0 on the engine's socket rather than the docker SD
 response cannot be chunked, so the body arrives as the bare tar and is read in large blocks
 (Python's chunked decoding ran at half the speed of ``docker save``), and requests/docker are
 never imported. Unversioned API paths work on every engine version.
+
+The engine is reached on its unix socket, or over TCP only with TLS and a client certificate
+(Docker's ``DOCKER_TLS_VERIFY=1`` and ``DOCKER_CERT_PATH`` holding ca.pem, cert.pem, key.pem, as
+``tvdeploy docker-env`` prints them): an engine's API on plain TCP answers anyone, and the
+bundle's images would travel readable and replaceable.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
+import ssl
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-from tvdeploy.bundle.savestream import ImageHint
 from tvdeploy.errors import ConnectionFailed, TvdeployError
 
 log = logging.getLogger(__name__)
@@ -35,25 +42,56 @@ MAX_INSPECT = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
+class ImageHint:
+    """What the engine said about an image before the stream: for progress per image."""
+
+    ref: str
+    config_hex: str
+    diff_ids: tuple[str, ...]
+    size: int
+
+
+@dataclass(frozen=True)
 class Engine:
     docker_host: str
     family: int
     address: Any
+    tls: ssl.SSLContext | None = None
+    server_hostname: str | None = None
 
     def fail(self, message: str) -> ConnectionFailed:
         return ConnectionFailed(f"build engine {self.docker_host}: {message}")
 
 
-def connect(docker_host: str) -> Engine:
-    """Parse DOCKER_HOST (``unix:///path`` or ``tcp://host:port``, plain TCP as on a build host's
-    loopback; a remote engine is reached over an SSH tunnel to its socket)."""
+def connect(docker_host: str, environ: Mapping[str, str] | None = None) -> Engine:
+    """Parse DOCKER_HOST: ``unix:///path``, or ``tcp://host:port`` with TLS (see the module)."""
     parsed = urllib.parse.urlsplit(docker_host)
     if parsed.scheme == "unix" and parsed.path:
         return Engine(docker_host, socket.AF_UNIX, parsed.path)
-    if parsed.scheme in ("tcp", "http") and parsed.hostname:
+    if parsed.scheme in ("tcp", "https") and parsed.hostname:
         return Engine(docker_host, socket.AF_INET6 if ":" in parsed.hostname else socket.AF_INET,
-                      (parsed.hostname, parsed.port or 2375))
+                      (parsed.hostname, parsed.port or 2376), tls_context(docker_host, environ),
+                      parsed.hostname)
     raise TvdeployError(f"--engine {docker_host}: expected unix:///path/docker.sock or tcp://HOST:PORT")
+
+
+def tls_context(docker_host: str, environ: Mapping[str, str] | None = None) -> ssl.SSLContext:
+    """Mutual TLS from Docker's variables; refuses plain TCP in one line."""
+    env = os.environ if environ is None else environ
+    cert_dir = Path(env.get("DOCKER_CERT_PATH") or Path.home() / ".docker")
+    files = [cert_dir / n for n in ("ca.pem", "cert.pem", "key.pem")]
+    if env.get("DOCKER_TLS_VERIFY", "") in ("", "0") or not all(f.is_file() for f in files):
+        raise TvdeployError(
+            f"--engine {docker_host}: plain TCP is refused (the engine would answer anyone, and the images "
+            "travel readable and replaceable); use unix:///path/docker.sock, or TLS: DOCKER_TLS_VERIFY=1 and "
+            "DOCKER_CERT_PATH=DIR holding ca.pem, cert.pem and key.pem")
+    ca, cert, key = files
+    try:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca))
+        ctx.load_cert_chain(str(cert), str(key))
+    except (OSError, ssl.SSLError) as exc:
+        raise TvdeployError(f"{cert_dir}: unusable TLS files for the build engine: {exc}") from None
+    return ctx
 
 
 def _request(engine: Engine, path: str) -> tuple[int, BinaryIO]:
@@ -67,10 +105,12 @@ def _send(engine: Engine, path: str) -> BinaryIO:
     try:
         sock.settimeout(CONNECT_TIMEOUT_S)
         sock.connect(engine.address)
+        if engine.tls is not None:
+            sock = engine.tls.wrap_socket(sock, server_hostname=engine.server_hostname)
         sock.settimeout(READ_TIMEOUT_S)
         sock.sendall(f"GET {path} HTTP/1.0\r\nHost: docker\r\nUser-Agent: tvdeploy\r\n\r\n".encode("ascii"))
         body = cast(BinaryIO, sock.makefile("rb", buffering=CHUNK))
-    except OSError as exc:
+    except OSError as exc:  # ssl.SSLError too: a certificate that does not verify
         sock.close()
         raise engine.fail(f"cannot connect: {exc.strerror or exc}") from None
     sock.close()  # the file object keeps the connection open until it is closed
