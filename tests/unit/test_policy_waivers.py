@@ -130,3 +130,13 @@ def test_sign_waiver_cli_then_check(cli, operator_key: str, tmp_path: Path) -> N
     site_path = pk.write_site(tmp_path, waivers=[path], approvers=[{"name": "alice", "key": "alice.pub"}])
     result = gate.check_stack(load_site(site_path), site_path, _stack_without_memory_limit(), pk.NOW)
     assert result.ok and result.summary()["waived"] == 1
+
+
+def test_example_waiver_parses_and_is_unsigned(tmp_path: Path) -> None:
+    from tvdeploy.config.yamlsafe import load_yaml_file
+    from tvdeploy.policy import waivers
+    from tvdeploy.resources import policies_dir
+
+    path = policies_dir() / "examples" / "waiver.example.yaml"
+    waiver, why = waivers.judge(path, load_yaml_file(path).data, {}, pk.NOW)
+    assert waiver is None and why == "unsigned: does not waive"
