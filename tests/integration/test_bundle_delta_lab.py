@@ -1,6 +1,7 @@
 """Deltas on the lab (issue 8, second "Done when", with --small images): "A version 2 delta for a
 one-service hot-fix, built against an inventory of version 1, verifies and carries only the
-changed application layer and metadata."
+changed application layer and metadata." (Layer-level: built with --no-patches; byte-level
+patches are tested in test_bundle_patch_lab.py.)
 
 The inventory is made here with ``make_inventory`` from the v1 bundle's blob digests (what a site
 that imported v1 holds), standing in for ``bundle inventory SITE`` (issue 9), as the issue asks.
@@ -52,7 +53,7 @@ def test_hotfix_delta_against_a_v1_inventory(cli, lab_images, operator_key: str,
 
     delta = tmp_path / "hotfix.tar"
     r = cli("bundle", "build", hotfix_spec(lab_images, tmp_path / "hotfix.yaml"), "--engine",
-            lab_images.docker_host, "-o", delta, "--since", have, "--key", "signer-1")
+            lab_images.docker_host, "-o", delta, "--since", have, "--key", "signer-1", "--no-patches")
     assert r.code == 0, r.stderr
 
     r = cli("bundle", "verify", delta, "--trust", root)
