@@ -85,3 +85,17 @@ def test_later_pack_overrides(tmp_path: Path) -> None:
     (tmp_path / "strict.yaml").write_text("pack: strict\nrules: {TVD-205: {severity: critical, params: {max_mb: 50}}}\n")
     chosen = packs.select(["trueverit", "strict.yaml"], tmp_path)
     assert chosen["TVD-205"].severity == "critical" and chosen["TVD-205"].params == {"max_mb": 50}
+
+
+def test_policy_check_usage_and_input_errors(cli, tmp_path: Path) -> None:
+    from tests import policykit as pk
+
+    site = pk.write_site(tmp_path)
+    r = cli("policy", "check", site, "--target", "bogus")
+    assert r.code == 64 and "--target bogus: expected one of" in r.stderr
+    r = cli("policy", "check", site, "--target", "image")
+    assert r.code == 1 and r.stderr.strip() == "error: --target image/bundle: give the bundle to check with --bundle"
+    r = cli("policy", "check", site, "--format", "xml")
+    assert r.code == 64
+    r = cli("policy", "check", tmp_path / "missing.yaml")
+    assert r.code == 1 and r.stderr.count("\n") == 1 and "missing.yaml" in r.stderr

@@ -90,8 +90,12 @@ def check(
     from tvdeploy.cli.output import reporter
     from tvdeploy.execute.policy_observe import observe, targets_for
     from tvdeploy.policy import gate
+    from tvdeploy.policy.model import TARGETS
 
     fmt = _format(fmt)
+    for t in target:
+        if t not in TARGETS:
+            raise typer.BadParameter(f"--target {t}: expected one of {', '.join(TARGETS)}")
     site = load_site(site_file)
     targets = targets_for(target, bundle is not None)
     facts, _stats = observe(site, site_file, targets, bundle=bundle, release=release, reporter=reporter())
