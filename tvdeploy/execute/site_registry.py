@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tvdeploy.errors import ConnectionFailed, RefusedError, TvdeployError
+from tvdeploy.pki.certinfo import sha256_fingerprint
+from tvdeploy.pki.issue import keygen_command
 from tvdeploy.release.registry_address import IMAGE_KEY, SERVICE, certs_d_path, endpoint
 
 if TYPE_CHECKING:
@@ -43,14 +45,6 @@ CONTAINER_CERTS = "/certs"
 RENEW_BEFORE = timedelta(days=30)
 READY_SECONDS = 90.0
 LOAD_TIMEOUT = 900
-
-KEYGEN = (
-    "set -e; umask 077; mkdir -p {dir}; "
-    "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out {key} 2>/dev/null; "
-    "chown root:root {key}; chmod 0400 {key}; "
-    "openssl req -new -key {key} -subj {subj} -outform PEM"
-)
-
 
 def ca_file(site: Site) -> Path:
     from tvdeploy.pki.ca import pki_paths
@@ -122,7 +116,7 @@ def _needs_certificate(cert_pem: bytes, ca_cert: Any, names: Any, now: datetime)
 def ensure_certificate(site: Site, pool: SSHPool, reporter: Reporter, now: datetime) -> str | None:
     """Key made on the registry node, CSR signed here; returns the new certificate's sha256,
     or None when the node's certificate is still good."""
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import serialization
 
     from tvdeploy.pki.ca import ca_passphrase, load_ca, load_ca_cert, pki_paths
     from tvdeploy.pki.issue import ServerNames, sign_server_csr
@@ -137,15 +131,14 @@ def ensure_certificate(site: Site, pool: SSHPool, reporter: Reporter, now: datet
         return None
     ca = load_ca(pki_paths(site), ca_passphrase(site))
     staged = KEY_FILE + ".tvdeploy-new"
-    cmd = KEYGEN.format(dir=shlex.quote(CERT_DIR), key=shlex.quote(staged), subj=shlex.quote(f"/CN={SERVICE}"))
-    csr = conn.run(cmd).stdout.encode()
+    csr = conn.run(keygen_command(CERT_DIR, staged, SERVICE)).stdout.encode()
     cert = sign_server_csr(ca, csr, ep.node, site.site.name, names, site.pki.server_cert_days, now)
     from tvdeploy.connectors.ssh import FileSpec
 
     conn.put_files([FileSpec(CERT_FILE + ".tvdeploy-new", cert.public_bytes(serialization.Encoding.PEM), 0o444)],
                    then=f"mv -f {shlex.quote(staged)} {KEY_FILE}; mv -f {CERT_FILE}.tvdeploy-new {CERT_FILE}")
     reporter.info(f"registry certificate issued on {ep.node} ({why})")
-    return str(cert.fingerprint(hashes.SHA256()).hex())
+    return sha256_fingerprint(cert)
 
 
 # -- the registry image and the service ---------------------------------------------------------

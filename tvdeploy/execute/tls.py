@@ -17,11 +17,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from tvdeploy.errors import ConnectionFailed, TvdeployError
 from tvdeploy.facts.host import CA_PATH, CERT_PATH, DAEMON_JSON, DROPIN_PATH, KEY_PATH, HostFacts
 from tvdeploy.parallel import DEFAULT_LIMIT, for_each
+from tvdeploy.pki.certinfo import sha256_fingerprint
+from tvdeploy.pki.issue import keygen_command
 from tvdeploy.plan import tls as P
 
 if TYPE_CHECKING:
@@ -37,16 +39,6 @@ STAGED = ".tvdeploy-new"
 API_WAIT_SECONDS = 120.0
 DOCKER_LOG = "/var/log/docker.log"
 
-# The node makes its own key; only the CSR leaves it. umask 077 so the key is never readable
-# by anyone else, even for the instant before chmod.
-KEYGEN = (
-    "set -e; umask 077; mkdir -p {dir}; "
-    "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out {key} 2>/dev/null; "
-    "chown root:root {key}; chmod 0400 {key}; "
-    "openssl req -new -key {key} -subj {subj} -outform PEM"
-)
-
-
 @dataclass
 class NodeOutcome:
     node: str
@@ -61,16 +53,14 @@ def _q(s: str) -> str:
 
 
 def make_csr_on_node(conn: SSHConnection, node: str) -> bytes:
-    key_dir = KEY_PATH.rsplit("/", 1)[0]
-    cmd = KEYGEN.format(dir=_q(key_dir), key=_q(KEY_PATH + STAGED), subj=_q(f"/CN={node}"))
-    return conn.run(cmd).stdout.encode()
+    return conn.run(keygen_command(KEY_PATH.rsplit("/", 1)[0], KEY_PATH + STAGED, node)).stdout.encode()
 
 
 def staged_files(conn: SSHConnection, site: Site, plan: P.NodePlan, ca: SiteCA | None, ca_pem: bytes,
                  now: datetime, outcome: NodeOutcome) -> list[FileSpec]:
     """Make the node's new key ON the node (only the CSR comes back), sign it, and return the
     files to stage beside their final paths. Nothing dockerd reads changes yet."""
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import serialization
 
     from tvdeploy.connectors.ssh import FileSpec
     from tvdeploy.pki.issue import record_issued, sign_server_csr
@@ -83,7 +73,7 @@ def staged_files(conn: SSHConnection, site: Site, plan: P.NodePlan, ca: SiteCA |
                                site.pki.server_cert_days, now)
         files.append(FileSpec(CERT_PATH + STAGED, cert.public_bytes(serialization.Encoding.PEM), 0o444))
         record_issued(ca, plan.node, cert)
-        outcome.certificate_sha256 = cert.fingerprint(hashes.SHA256()).hex()
+        outcome.certificate_sha256 = sha256_fingerprint(cert)
     if plan.has(P.INSTALL_CA):
         files.append(FileSpec(CA_PATH + STAGED, ca_pem, 0o444))
     if plan.has(P.WRITE_CONFIG):
@@ -228,25 +218,19 @@ def ensure_operator_pki(site: Site, plan: P.TlsPlan, now: datetime, reporter: Re
             if site.pki.ca_passphrase is None:
                 reporter.warn(f"{ca.paths.key}: pki.ca_passphrase is not set: the site CA key is "
                               "stored unencrypted")
-            fp = ca.cert.fingerprint(_sha256()).hex()
+            fp = sha256_fingerprint(ca.cert)
             reporter.info(f"created site CA {ca.paths.cert} (sha256 {fp})")
             record(site, "tls.ca.create", objects=[{"type": "ca", "name": site.site.name,
                                                     "digest": f"sha256:{fp}"}])
     if P.ISSUE_CLIENT in global_actions:
         assert ca is not None
         cert = issue_client_cert(ca, site.site.name, site.pki.client_cert_days, now)
-        fp = cert.fingerprint(_sha256()).hex()
+        fp = sha256_fingerprint(cert)
         reporter.info(f"issued operator client certificate (valid {site.pki.client_cert_days} days)")
         record(site, "tls.client.issue", objects=[{"type": "certificate", "name": "operator",
                                                    "digest": f"sha256:{fp}"}])
     ca_pem = ca.cert_pem if ca is not None else paths.cert.read_bytes()
     return ca, ca_pem
-
-
-def _sha256() -> Any:
-    from cryptography.hazmat.primitives import hashes
-
-    return hashes.SHA256()
 
 
 def apply_tls(site: Site, plan: P.TlsPlan, pool: SSHPool, reporter: Reporter, now: datetime,

@@ -110,6 +110,25 @@ def load_cert_pem(data: bytes, where: str) -> x509.Certificate:
         raise VerificationError(f"{where}: not a valid PEM certificate") from None
 
 
+def parse_cert(pem: bytes | str | None) -> x509.Certificate | None:
+    """One PEM certificate, or None when there is none or it does not parse (callers say which)."""
+    from cryptography import x509 as _x509
+
+    if not pem:
+        return None
+    try:
+        return _x509.load_pem_x509_certificate(pem.encode() if isinstance(pem, str) else pem)
+    except ValueError:
+        return None
+
+
+def sha256_fingerprint(cert: x509.Certificate) -> str:
+    """The certificate's SHA-256 fingerprint, lowercase hex (what audit records name)."""
+    from cryptography.hazmat.primitives import hashes
+
+    return cert.fingerprint(hashes.SHA256()).hex()
+
+
 def signed_by(cert: x509.Certificate, ca_cert: x509.Certificate) -> bool:
     """True when *ca_cert*'s key signed *cert* (not just a matching issuer name)."""
     try:

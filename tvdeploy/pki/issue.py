@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import logging
+import shlex
 import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -37,6 +38,23 @@ ALLOWED_CURVES = ("secp256r1", "secp384r1")
 class ServerNames:
     dns: tuple[str, ...]
     ips: tuple[str, ...]
+
+
+# The node makes its own key; only the CSR leaves it. umask 077 so the key is never readable
+# by anyone else, even for the instant before chmod.
+KEYGEN = (
+    "set -e; umask 077; mkdir -p {dir}; "
+    "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out {key} 2>/dev/null; "
+    "chown root:root {key}; chmod 0400 {key}; "
+    "openssl req -new -key {key} -subj {subj} -outform PEM"
+)
+
+
+def keygen_command(key_dir: str, key_path: str, common_name: str) -> str:
+    """The shell command that makes a P-256 key at *key_path* on a node (0400, root) and prints
+    a CSR for it with subject ``/CN=<common_name>``."""
+    q = shlex.quote
+    return KEYGEN.format(dir=q(key_dir), key=q(key_path), subj=q(f"/CN={common_name}"))
 
 
 def server_names(site: Site, node: Node, extra_ips: tuple[str, ...] = ()) -> ServerNames:

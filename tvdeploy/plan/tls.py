@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from tvdeploy.errors import RefusedError
 from tvdeploy.facts.host import CERT_PATH, DAEMON_JSON, DROPIN_PATH, HostFacts
-from tvdeploy.pki.certinfo import CertInfo, cert_info, signed_by
+from tvdeploy.pki.certinfo import CertInfo, cert_info, parse_cert, sha256_fingerprint, signed_by
 from tvdeploy.pki.issue import ServerNames, server_names
 from tvdeploy.pki.local import LocalPki
 from tvdeploy.plan.daemon_config import render_daemon_json, render_systemd_dropin, same_config
@@ -88,20 +88,9 @@ class TlsPlan:
         }
 
 
-def _load(pem: bytes | str | None) -> x509.Certificate | None:
-    from cryptography import x509 as _x509
-
-    if not pem:
-        return None
-    try:
-        return _x509.load_pem_x509_certificate(pem.encode() if isinstance(pem, str) else pem)
-    except ValueError:
-        return None
-
-
 def client_cert_reason(pki: LocalPki, ca: x509.Certificate | None, now: datetime) -> str | None:
     """Why the operator's client certificate must be (re)issued, or None."""
-    cert = _load(pki.client_cert_pem)
+    cert = parse_cert(pki.client_cert_pem)
     if ca is None:
         return "new site CA"
     if cert is None:
@@ -125,7 +114,7 @@ def server_cert_reason(facts: HostFacts, ca: x509.Certificate | None, names: Ser
     """Why a node's server certificate must be (re)issued, or None."""
     if facts.server_cert_pem is None:
         return f"no certificate at {CERT_PATH}"
-    cert = _load(facts.server_cert_pem)
+    cert = parse_cert(facts.server_cert_pem)
     if cert is None:
         return f"{CERT_PATH} is not a valid certificate"
     info: CertInfo = cert_info(cert)
@@ -148,20 +137,14 @@ def server_cert_reason(facts: HostFacts, ca: x509.Certificate | None, names: Ser
 
 
 def _ca_reason(facts: HostFacts, ca: x509.Certificate | None) -> str | None:
-    node_ca = _load(facts.ca_pem)
+    node_ca = parse_cert(facts.ca_pem)
     if ca is None:
         return "new site CA"
     if node_ca is None:
         return "site CA not installed"
-    if node_ca.fingerprint(_sha256()) != ca.fingerprint(_sha256()):
+    if sha256_fingerprint(node_ca) != sha256_fingerprint(ca):
         return "node trusts a different CA"
     return None
-
-
-def _sha256() -> Any:
-    from cryptography.hazmat.primitives import hashes
-
-    return hashes.SHA256()
 
 
 def _is_live(facts: HostFacts) -> bool:
@@ -221,7 +204,7 @@ def plan_tls(site: Site, facts: dict[str, HostFacts], pki: LocalPki, now: dateti
     problems = blockers(site, facts)
     if problems:
         raise RefusedError(problems[0], details=problems[1:])
-    ca = _load(pki.ca_pem)
+    ca = parse_cert(pki.ca_pem)
     global_steps: list[Step] = []
     if ca is None:
         global_steps.append(Step(CREATE_CA, "no site CA yet"))

@@ -141,12 +141,13 @@ def status(site: Path = SITE) -> None:
     from tvdeploy.cli.common import load_site
     from tvdeploy.cli.options import OPTIONS
     from tvdeploy.cli.output import emit_json, table
+    from tvdeploy.facts.hosts import gather_all
     from tvdeploy.pki.status import site_status
 
     model = load_site(site)
     rep = reporter()
     with _pool(model, False, rep) as pool:
-        doc = site_status(model, pool, rep)
+        doc = site_status(model, gather_all(model, pool), rep)
     if OPTIONS.json:
         emit_json(doc)
     else:
