@@ -52,17 +52,18 @@ def _ssh(site_path: Path, node: str, cmd: str) -> None:
 
 
 def _image(api: Any, ref: str, name: str, data: bytes, mode: int) -> None:
-    """A lab image: the small base plus one file (built in the build engine, no RUN needed)."""
+    """A lab image: the small base plus one file of *mode* (COPY drops setuid bits: chmod in a RUN)."""
     buf = io.BytesIO()
+    dockerfile = f"FROM {ref}\nCOPY f {name}\nRUN [\"/bin/busybox\", \"chmod\", \"{mode:o}\", \"{name}\"]\n"
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        for member, content, m in ((("Dockerfile", f"FROM {ref}\nCOPY f {name}\n".encode(), 0o644)),
-                                   ("f", data, mode)):
+        for member, content, m in (("Dockerfile", dockerfile.encode(), 0o644), ("f", data, 0o644)):
             info = tarfile.TarInfo(member)
             info.size, info.mode = len(content), m
             tar.addfile(info, io.BytesIO(content))
-    for _ in api.build(fileobj=io.BytesIO(buf.getvalue()), custom_context=True, tag=f"tvpolicy/{name.split('/')[-1]}:1",
+    tag = f"tvpolicy/{name.split('/')[-1]}:1"
+    for chunk in api.build(fileobj=io.BytesIO(buf.getvalue()), custom_context=True, tag=tag,
                        rm=True, decode=True, pull=False):
-        pass
+        assert "error" not in chunk, chunk
 
 
 @pytest.fixture
