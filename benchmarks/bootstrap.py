@@ -8,7 +8,7 @@ end to end (a fresh process, as an operator runs it). Target: 4 nodes under 1.5x
 time (the TLS part runs on the nodes in parallel and the swarm init starts as soon as the first
 manager's API answers; manager joins stay one at a time to keep raft stable, with worker joins,
 labels and networks beside them). The no-op rerun (pre-flight + plan, nothing to change) is timed
-on the 4-node lab.
+on the 4-node lab. Exits 1 when the target is missed.
 Needs root and the lab's Debian packages, like `tvdeploy lab up`.
 """
 
@@ -46,7 +46,7 @@ def tvdeploy(*args: str, env: dict[str, str]) -> float:
     return elapsed
 
 
-def main() -> None:
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=None, help="Folder for the two labs (default: a temp dir).")
     ap.add_argument("--rounds", type=int, default=3, help="Bootstraps per lab; the best is reported.")
@@ -89,7 +89,8 @@ def main() -> None:
     print(f"bootstrap (TLS + swarm), best of {args.rounds}: 1 node {best[1]:.2f} s, 4 nodes {best[4]:.2f} s")
     print(f"ratio 4/1 nodes: {ratio:.2f}x (target under {TARGET_RATIO}x): {'ok' if ratio < TARGET_RATIO else 'MISSED'}")
     print(f"no-op rerun on 4 nodes: {noop:.2f} s ({noop / best[4]:.2f}x of the 4-node bootstrap)")
+    return 0 if ratio < TARGET_RATIO else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -10,6 +10,7 @@ Measures, in one run:
 - peak memory (max RSS of the build process, from wait4's rusage; target: under 200 MiB);
 - verify throughput (``verify_bundle`` in-process, and the CLI end to end) against
   ``sha256sum`` over the same bytes (target: at least 0.8x).
+Exits 1 when a target is missed (each line says met or MISSED).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def run_timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float
     return elapsed, usage.ru_maxrss, usage.ru_utime + usage.ru_stime
 
 
-def main() -> None:
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--engine", required=True)
     ap.add_argument("--spec", required=True, type=Path)
@@ -85,11 +86,20 @@ def main() -> None:
     peak_mib = max(build_rss) / 1024
     print(f"docker save:   {save_t:6.2f} s   {save_size / 2**20:8.1f} MiB")
     print(f"bundle build:  {build_t:6.2f} s   {bundle_size / 2**20:8.1f} MiB   peak RSS {peak_mib:.0f} MiB")
-    print(f"build time ratio (bundle/docker save): {build_t / save_t:.2f}x   (target <= 1.10x)")
+    missed: list[str] = []
+
+    def target(name: str, ok: bool) -> str:
+        if not ok:
+            missed.append(name)
+        return "met" if ok else "MISSED"
+
+    print(f"build time ratio (bundle/docker save): {build_t / save_t:.2f}x   (target <= 1.10x: "
+          f"{target('build time', build_t / save_t <= 1.10)})")
     print(f"client CPU (user+sys, best): docker save {min(save_cpu):.2f} s, bundle build {min(build_cpu):.2f} s "
           "(the engine's own work is the same for both)")
-    print(f"size ratio (bundle/docker save):       {bundle_size / save_size:.4f}   (target within 1%)")
-    print(f"build peak memory: {peak_mib:.0f} MiB   (target < 200 MiB)")
+    print(f"size ratio (bundle/docker save):       {bundle_size / save_size:.4f}   (target within 1%: "
+          f"{target('size', abs(bundle_size / save_size - 1) <= 0.01)})")
+    print(f"build peak memory: {peak_mib:.0f} MiB   (target < 200 MiB: {target('memory', peak_mib < 200)})")
 
     # Verify throughput: sign once (threshold 1), then re-hash everything vs sha256sum.
     pub = work / "signer.pub"
@@ -117,10 +127,14 @@ def main() -> None:
     cli = [run_timed([*tv, "bundle", "verify", str(bundle), "--trust", str(root)], env)[0] for _ in range(2)]
     s, v, c = min(sums), min(inproc), min(cli)
     print(f"sha256sum:            {s:6.2f} s  {size / s / 2**20:7.0f} MiB/s")
-    print(f"verify (in-process):  {v:6.2f} s  {size / v / 2**20:7.0f} MiB/s   ratio {s / v:.2f}x (target >= 0.8x)")
+    print(f"verify (in-process):  {v:6.2f} s  {size / v / 2**20:7.0f} MiB/s   ratio {s / v:.2f}x (target >= 0.8x: "
+          f"{target('verify throughput', s / v >= 0.8)})")
     print(f"verify (CLI, e2e):    {c:6.2f} s  {size / c / 2**20:7.0f} MiB/s   ratio {s / c:.2f}x")
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+    if missed:
+        print(f"MISSED: {', '.join(missed)}")
+    return 1 if missed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -7,7 +7,8 @@ Without --bundle a file of random bytes stands in (split and chunk verification 
 inside the bundle). The baselines do the same work as tvdeploy, as shell tools would: split is
 `split -b` + `sync` of the chunks (tvdeploy fsyncs each chunk) + `sha256sum` of the chunks (the
 index); verify is `sha256sum` of the chunks; join is `sha256sum -c` of the chunks + `cat` + `sync`.
-Medians of --runs runs, page cache warm for both. A ratio above 1 means tvdeploy is faster.
+Medians of --runs runs, page cache warm for both. A ratio above 1 means tvdeploy is faster. No
+target (a comparison): exits 0 unless a step fails.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Delta size (issue 8): a one-service hot-fix delta built against an inventory of version 1,
 against that image's full `docker save` and against the sum of its changed layers (target: no
-more than changed layers + 1 MiB); also against a full bundle of the same release. Then the
-chunk split / verify throughput of benchmarks/bundle_chunks.py (against `split` + `sha256sum`).
+more than changed layers + 1 MiB; exits 1 when it is missed); also against a full bundle of the same
+release. Then the chunk split / verify throughput of benchmarks/bundle_chunks.py (against `split` +
+`sha256sum`).
 
 Run (the lab up, `tvdeploy lab images [--small]` done):
     .venv/bin/python benchmarks/bundle_delta.py [--lab-dir /tmp/tvdeploy-test-lab] [--service cloud]
@@ -100,15 +101,17 @@ def main() -> int:
         print(f"changed layers ({len(changed)})           {changed_bytes:>12,d} B  {format_size(changed_bytes):>10s}  "
               f"delta - changed = {dsize - changed_bytes:,d} B ({(dsize - changed_bytes) / MIB:.3f} MiB; "
               f"target <= 1 MiB: {'met' if dsize <= changed_bytes + MIB else 'MISSED'})")
+        missed = dsize > changed_bytes + MIB
         print(f"(v1 full bundle: {format_size(full_v1.size)}, build {t_v1:.2f} s)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if args.no_chunks:
-        return 0
+        return 1 if missed else 0
     print("\nchunk throughput (benchmarks/bundle_chunks.py):", flush=True)
     chunks = Path(__file__).with_name("bundle_chunks.py")
-    return subprocess.run([sys.executable, str(chunks), "--size-mib", str(args.chunk_size_mib), "--chunk",
+    code = subprocess.run([sys.executable, str(chunks), "--size-mib", str(args.chunk_size_mib), "--chunk",
                            args.chunk], env=dict(os.environ), check=False).returncode
+    return 1 if missed else code
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ from --home. Steps, in one run:
 3. ``tvdeploy bundle import`` of v1 into a wiped site registry (timed end to end: strict verify,
    registry deploy from the bundle, pushes, read-back); then ``bundle inventory``, a v2 delta
    built ``--since`` it, and its import (bytes moved against v1's).
-Prints the time ratio and the bytes ratio. The site registry is wiped before and stays filled after.
+Prints the time ratio and the bytes ratio (no target: a comparison; exits 0 unless a step fails). The
+site registry is wiped before and stays filled after.
 """
 
 from __future__ import annotations

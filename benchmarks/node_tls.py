@@ -4,6 +4,7 @@
    under 1.5x the single-node time), and against the obvious alternative: the 4 nodes configured
    one after the other (four single-node runs).
 2. The no-op rerun on the 4 configured nodes (facts over SSH, nothing changes).
+Exits 1 when the target of 1. is missed (median of --repeat runs).
 
 Run as root on a lab machine:  .venv/bin/python benchmarks/node_tls.py [--lab-dir DIR]
 The lab (4 nodes) is brought up in --lab-dir and left up; `tvdeploy lab down --dir DIR` removes it.
@@ -59,7 +60,7 @@ def _single_node_sites(work: Path, site_file: Path) -> list[Path]:
     return out
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lab-dir", default="/tmp/tvdeploy-bench-tls-lab")
     parser.add_argument("--repeat", type=int, default=2, help="runs per measurement (median)")
@@ -97,7 +98,9 @@ def main() -> None:
         b1, b4 = min(one), min(four)
         print(f"  best of {args.repeat}: 1 node {b1:.2f} s, {NODES} nodes {b4:.2f} s, ratio {b4 / b1:.2f}x")
         print(f"  no-op rerun on {NODES} configured nodes {mn:6.2f} s")
+        print(f"  target < 1.5x (median): {'met' if m4 / m1 < 1.5 else 'MISSED'}")
+    return 0 if m4 / m1 < 1.5 else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

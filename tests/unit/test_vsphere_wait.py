@@ -35,5 +35,12 @@ def test_guest_ip_that_never_shows_times_out_naming_the_stage() -> None:
 
 
 def test_wait_for_returns_once_true() -> None:
-    calls = iter([False, False, True])
-    wait_for(lambda: next(calls), "guest IP", "n", 5)
+    answers = [False, False, True]
+    asked: list[bool] = []
+
+    def check() -> bool:
+        asked.append(answers[len(asked)])
+        return asked[-1]
+
+    assert wait_for(check, "guest IP", "n", 5) is None
+    assert asked == answers  # polled until true, and not once more

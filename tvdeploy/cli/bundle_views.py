@@ -13,7 +13,6 @@ import typer
 from tvdeploy.bundle.sizes import format_size
 from tvdeploy.cli.options import OPTIONS
 from tvdeploy.cli.output import emit_json, out, reporter, warn
-from tvdeploy.keys.store import key_names
 
 
 def check_size(value: str | None) -> str | None:
@@ -78,6 +77,7 @@ def verify_chunk_folder(directory: Path, trust_root: Path, *, chunks_only: bool,
     """The chunk-folder verification of ``bundle verify DIR`` and ``bundle verify-chunks DIR``."""
     from tvdeploy.bundle.chunkbundle import judge_bundle, read_chunked_bundle
     from tvdeploy.bundle.chunkverify import verify_chunk_dir
+    from tvdeploy.keys.store import key_names
 
     rep = reporter(bars_only=bars_only)
     report = verify_chunk_dir(directory, trust_root, reporter=rep)

@@ -159,28 +159,6 @@ def gather(session: VSphere, placement: Placement) -> list[VmFact]:
     return sorted(facts, key=lambda f: (f.name, f.moid))
 
 
-def gather_naive(session: VSphere, placement: Placement) -> list[VmFact]:
-    """The obvious alternative, kept for the benchmark only: property reads VM by VM."""
-    facts = []
-    for vm in placement.folder.childEntity:
-        # Four round trips per VM: name, runtime, config and guest, each read once.
-        name, runtime, config, guest = vm.name, vm.runtime, vm.config, vm.guest
-        props = {
-            "name": name,
-            "runtime.powerState": runtime.powerState,
-            "config.template": config.template,
-            "config.hardware.numCPU": config.hardware.numCPU,
-            "config.hardware.memoryMB": config.hardware.memoryMB,
-            "config.hardware.device": config.hardware.device,
-            "config.extraConfig": config.extraConfig,
-            "config.tools.pendingCustomization": config.tools.pendingCustomization,
-            "guest.ipAddress": guest.ipAddress,
-            "guest.hostName": guest.hostName,
-        }
-        facts.append(parse_vm(vm._moId, props, placement.network_names))
-    return facts
-
-
 def gather_one(session: VSphere, vm: Any, network_names: dict[str, str]) -> VmFact:
     """Facts of one VM (after a clone), in one retrieval."""
     from pyVmomi import vmodl

@@ -12,7 +12,6 @@ import typer
 from tvdeploy.bundle.sizes import format_size
 from tvdeploy.cli.bundle_views import check_size, delta_doc, delta_text, print_delta, verify_chunk_folder
 from tvdeploy.cli.output import reporter
-from tvdeploy.keys.store import key_names
 
 bundle_app = typer.Typer(
     help="Offline image bundles: build, sign, verify, inspect, split, join, inventory, import.",
@@ -149,6 +148,7 @@ def verify(
     from tvdeploy.bundle.verify import VALID, verify_bundle
     from tvdeploy.cli.options import OPTIONS
     from tvdeploy.cli.output import emit_json, out, warn
+    from tvdeploy.keys.store import key_names
 
     if bundle.is_dir():
         return verify_chunk_folder(bundle, trust_root, chunks_only=False, bars_only=True)
@@ -184,6 +184,7 @@ def inspect(bundle: Path = typer.Argument(..., help="The bundle file or chunk fo
     from tvdeploy.bundle.inspect import inspect_bundle
     from tvdeploy.cli.options import OPTIONS
     from tvdeploy.cli.output import emit_json, out, table
+    from tvdeploy.keys.store import key_names
 
     doc = inspect_bundle(bundle, reporter=reporter(bars_only=True))
     if OPTIONS.json:
