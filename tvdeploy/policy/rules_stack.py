@@ -203,8 +203,8 @@ def privileged_ports(facts: PolicyFacts, params: Mapping[str, Any]) -> Iterator[
 
 
 @rule("TVD-114", "Only allowed ports are published", "stack", "high", cis=("5.9",),
-      remediation="Publish only the ports in the pack's allow list (the two nginx fronts, the broker).",
-      params={"allowed": [80, 443, 1883, 8883, 8080, 8443]})
+      remediation="Publish only the ports in the pack's allow list (the nginx fronts 8443/9443, MQTT over TLS).",
+      params={"allowed": [80, 443, 8443, 9443, 8883]})
 def allowed_ports(facts: PolicyFacts, params: Mapping[str, Any]) -> Iterator[Check]:
     allowed = {int(p) for p in params["allowed"]}
     for stack, name, svc in services(facts):
