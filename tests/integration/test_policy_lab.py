@@ -182,3 +182,39 @@ def _services(manager: Any, image: str) -> None:
             healthcheck=Healthcheck(test=["CMD", "true"], interval=10**10),
         )
     wait_for(lambda: all(manager.services.get(n).attrs for n in ("pol-a", "pol-b")), timeout=30)
+
+
+def test_lab_overlays_waived_and_reported_in_every_format(cli: Any, policy_site: Any, tmp_path: Path) -> None:
+    """The lab's plain overlay networks (its kernel has no ESP) waived by a signed waiver: the
+    findings stay in every report, as waived; SARIF validates; JUnit parses."""
+    from datetime import UTC, datetime, timedelta
+    from xml.etree import ElementTree as ET
+
+    from tests import policykit as pk
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    issued, expires = (now - timedelta(days=1)).isoformat(), (now + timedelta(days=60)).date().isoformat()
+    key, entry = pk.approver(tmp_path)
+    waiver = pk.write_waiver(tmp_path / "overlay.yaml", pk.waiver_doc(
+        "TVD-506", {"object": "network tv-data"}, issued=issued, expires=expires), key)
+    doc = yaml.safe_load(policy_site.site_file.read_text())
+    doc["policies"] = {"packs": ["cis-docker"], "fail_on": "medium", "waivers": [str(waiver)], "approvers": [entry]}
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump(doc))
+    r = cli("policy", "check", site, "--target", "swarm", "--json")
+    found = json.loads(r.stdout)["findings"]
+    [waived] = [f for f in found if f["status"] == "waived"]
+    assert waived["object"] == "network tv-data" and waived["waiver"]["approver"] == "alice"
+    assert {f["object"] for f in found if f["rule"] == "TVD-506" and f["status"] == "fail"} >= {"network ingress"}
+    assert r.code == 1  # fail_on medium: the other plain overlays still fail
+
+    sarif_out, junit_out = tmp_path / "r.sarif", tmp_path / "r.xml"
+    assert cli("policy", "check", site, "--target", "swarm", "--format", "sarif", "-o", sarif_out).code == 1
+    assert cli("policy", "check", site, "--target", "swarm", "--format", "junit", "-o", junit_out).code == 1
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((Path(__file__).parents[1] / "data" / "sarif-schema-2.1.0.json").read_text())
+    report = json.loads(sarif_out.read_text())
+    jsonschema.Draft4Validator(schema).validate(report)
+    assert any(res.get("suppressions") for res in report["runs"][0]["results"])
+    skipped = [c for c in ET.parse(junit_out).getroot().iter("testcase") if c.find("skipped") is not None]
+    assert any(f"waived until {expires}" in (c.find("skipped").get("message") or "") for c in skipped)
