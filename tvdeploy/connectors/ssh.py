@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from tvdeploy import state
-from tvdeploy.errors import ConnectionFailed, InputFileError, SecretError, VerificationError
+from tvdeploy.errors import ConnectionFailed, InputFileError, SecretError, TvdeployError, VerificationError
 
 if TYPE_CHECKING:
     import paramiko
@@ -241,7 +241,7 @@ class SSHConnection:
                     timeout=self.connect_timeout, banner_timeout=self.connect_timeout,
                     auth_timeout=self.connect_timeout, channel_timeout=self.connect_timeout,
                 )
-            except (VerificationError, ConnectionFailed, InputFileError):
+            except TvdeployError:  # a refused host key, or a trust decision that could not be audited
                 client.close()
                 raise
             except (paramiko.BadHostKeyException, paramiko.AuthenticationException) as exc:

@@ -112,8 +112,10 @@ def _build(output: Path, spec: ReleaseSpec, engine: str, since: Since | None, ea
     from tvdeploy.audit.recorder import record_global, signing_key
     from tvdeploy.bundle.writer import build_from_engine
 
-    # The audit record needs the operator key: unlock it while the engine stages the images.
-    built = build_from_engine(output, spec, engine, reporter=reporter, while_staging=signing_key, early=early,
+    def unlock() -> None:  # the audit record needs the operator key: unlock it while the engine stages
+        signing_key()
+
+    built = build_from_engine(output, spec, engine, reporter=reporter, while_staging=unlock, early=early,
                               since=since, patches=patches)
     objects = [{"type": "bundle", "name": str((label or output).resolve()),
                 "digest": f"sha256:{built.manifest_sha256}"}]

@@ -1,5 +1,5 @@
 """The SSH connector against a real OpenSSH server on loopback (started per test module, with
-its own host key and authorized key in a temp dir; needs root and /usr/sbin/sshd)."""
+its own host key and authorized key in a temp dir; needs root and /usr/sbin/sshd; marked ``server``)."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 
 from tvdeploy.connectors import ssh as S
-from tvdeploy.errors import ConnectionFailed, VerificationError
+from tvdeploy.errors import ConnectionFailed, TvdeployError, VerificationError
 from tvdeploy.parallel import for_each
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.server, pytest.mark.skipif(
     os.geteuid() != 0 or not Path("/usr/sbin/sshd").exists() or not shutil.which("ssh-keygen"),
     reason="needs root, /usr/sbin/sshd and ssh-keygen",
-)
+)]
 
 SSHD_CONFIG = """\
 Port {port}
@@ -123,6 +123,29 @@ def test_trust_new_hosts_records_and_reports_openssh_fingerprint(sshd, tmp_path)
     # pinned now: a plain connection works without trust
     with S.SSHPool(site) as pool:
         assert pool.get("n1").run("true").code == 0
+
+
+def test_a_new_host_key_is_announced_before_it_is_recorded(sshd, tmp_path):
+    """on_new_host_key (the audit record, in tvdeploy.execute.ssh_pool) comes first; when it
+    refuses, nothing is trusted."""
+    site = site_for(sshd, tmp_path)
+    seen = []
+
+    def announce(node, address, key_type, fp):
+        seen.append((node, address, key_type, fp, (tmp_path / "known_hosts").exists()))
+
+    with S.SSHPool(site, trust_new_hosts=True, on_new_host_key=announce) as pool:
+        assert pool.get("n1").run("true").code == 0
+    assert seen == [("n1", f"[127.0.0.1]:{sshd['port']}", "ssh-ed25519", sshd["fingerprint"], False)]
+    (tmp_path / "known_hosts").unlink()
+
+    def refuse(*_args):
+        raise TvdeployError("audit log: cannot write")
+
+    with S.SSHPool(site, trust_new_hosts=True, on_new_host_key=refuse) as pool, \
+            pytest.raises(TvdeployError, match="^audit log: cannot write$"):
+        pool.get("n1")
+    assert not (tmp_path / "known_hosts").exists()
 
 
 def test_changed_host_key_is_refused_naming_both_fingerprints(sshd, tmp_path):

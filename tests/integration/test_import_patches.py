@@ -1,5 +1,5 @@
 """Importing a delta with byte-level patches into a REAL registry (Debian's docker-registry on
-loopback, tests/unit/registry_server.py): the patched layer is rebuilt from the base read back
+loopback, tests/integration/registry_server.py; marked ``server``): the patched layer is rebuilt from the base read back
 from the registry and pushed; a base the site lacks, a patch that rebuilds to other bytes (made
 against a base the statement does not name) and a decompression bomb are each refused before
 anything is pushed."""
@@ -16,9 +16,9 @@ import pytest
 import pyzstd
 
 from tests import bundlekit as bk
-from tests.unit import registry_server as rs
+from tests.integration import registry_server as rs
+from tests.integration.test_registry_client import _push_all
 from tests.unit.test_bundle_patch_delta import NEW_APP, OLD_APP, images, sha
-from tests.unit.test_registry_client import _push_all
 from tests.unit.tls_helpers import make_site
 from tvdeploy.bundle.patch import Base, make_patch
 from tvdeploy.bundle.writer import Since, write_bundle
@@ -26,7 +26,7 @@ from tvdeploy.connectors.registry import Registry
 from tvdeploy.errors import RefusedError, VerificationError
 from tvdeploy.reporting import NullReporter
 
-pytestmark = pytest.mark.skipif(not rs.available(), reason="needs Debian's docker-registry")
+pytestmark = [pytest.mark.server, pytest.mark.skipif(not rs.available(), reason="needs Debian's docker-registry")]
 
 
 @pytest.fixture

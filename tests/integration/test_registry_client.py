@@ -1,5 +1,6 @@
 """The registry client and the push/resume part of `bundle import` against a REAL registry:
-Debian's docker-registry on loopback with a test CA (tests/unit/registry_server.py)."""
+Debian's docker-registry on loopback with a test CA (tests/integration/registry_server.py); marked
+``server``."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ from pathlib import Path
 import pytest
 
 from tests import bundlekit as bk
-from tests.unit import registry_server as rs
+from tests.integration import registry_server as rs
 from tests.unit.tls_helpers import make_site
 from tvdeploy.connectors.registry import Registry, RegistryError
 from tvdeploy.errors import VerificationError
 from tvdeploy.reporting import NullReporter
 
-pytestmark = pytest.mark.skipif(not rs.available(), reason="needs Debian's docker-registry")
+pytestmark = [pytest.mark.server, pytest.mark.skipif(not rs.available(), reason="needs Debian's docker-registry")]
 
 
 @pytest.fixture(scope="module")
