@@ -86,3 +86,16 @@ def test_swarm_rules() -> None:
     assert status[("TVD-503", "swarm")] == "fail" and status[("TVD-504", "swarm")] == "fail"
     assert status[("TVD-505", "swarm root CA")] == "fail"
     assert status[("TVD-506", "network ingress")] == "fail" and status[("TVD-506", "network tv-data")] == "pass"
+
+
+def test_live_service_gets_its_image_healthcheck_from_a_task() -> None:
+    from tvdeploy.facts.policy_engine import with_image_healthchecks
+    from tvdeploy.policy.model import StackFacts
+
+    spec = {"Spec": {"Name": "edge", "TaskTemplate": {"ContainerSpec": {"Image": "x"}}}}
+    name, svc = service_to_compose(spec, {})
+    task = {"Config": {"Labels": {"com.docker.swarm.service.name": "edge"},
+                       "Healthcheck": {"Test": ["CMD-SHELL", "wget -q localhost:8080/health"]}}}
+    eng = EngineFacts("n1", {}, {}, (task,), ())
+    live = with_image_healthchecks(StackFacts({"services": {name: svc}}, "live", "swarm"), {"n1": eng})
+    assert live.compose["services"]["edge"]["healthcheck"]["test"][0] == "CMD-SHELL"

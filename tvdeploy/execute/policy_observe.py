@@ -105,7 +105,7 @@ def observe(site: Any, site_path: Path, targets: tuple[str, ...], *, bundle: Pat
             release: Path | None = None, reporter: Any = None, now: datetime | None = None
             ) -> tuple[PolicyFacts, ObserveStats]:
     from tvdeploy.execute.swarm_session import open_clients
-    from tvdeploy.facts.policy_engine import standalone_stack
+    from tvdeploy.facts.policy_engine import standalone_stack, with_image_healthchecks
 
     if release is not None:
         raise TvdeployError("--release: checking a release's rendered stack is done by release deploy's gate; "
@@ -129,6 +129,8 @@ def observe(site: Any, site_path: Path, targets: tuple[str, ...], *, bundle: Pat
             assert engines is not None
         finally:
             clients.close()
+        if live is not None:
+            live = with_image_healthchecks(live, engines)
         stacks = [s for s in [live, *(standalone_stack(e) for e in engines.values())] if s is not None]
         stats.seconds["engine+swarm"] = time.perf_counter() - t0
     bundle_facts = images = None

@@ -103,6 +103,21 @@ def standalone_stack(eng: EngineFacts) -> StackFacts | None:
                       f"node {eng.node}", eng.node)
 
 
+def with_image_healthchecks(live: StackFacts, engines: Mapping[str, EngineFacts]) -> StackFacts:
+    """A service spec without a healthcheck still gets its image's HEALTHCHECK: take it from a
+    task container of the service (its Config holds the merged image config) on any node."""
+    found: dict[str, Any] = {}
+    for eng in engines.values():
+        for c in eng.containers:
+            cfg = c.get("Config") or {}
+            name = (cfg.get("Labels") or {}).get("com.docker.swarm.service.name")
+            if name and cfg.get("Healthcheck"):
+                found.setdefault(name, cfg["Healthcheck"].get("Test"))
+    services = {n: ({**svc, "healthcheck": {"test": found[n]}} if "healthcheck" not in svc and n in found else svc)
+                for n, svc in (live.compose.get("services") or {}).items()}
+    return StackFacts({**live.compose, "services": services}, live.kind, live.source, live.node)
+
+
 def _ca_expiry(pem: str) -> datetime | None:
     from cryptography import x509
 
