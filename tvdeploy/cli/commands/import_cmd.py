@@ -25,8 +25,8 @@ def import_bundle(
     from tvdeploy.cli.common import load_site
     from tvdeploy.cli.options import OPTIONS
     from tvdeploy.cli.output import confirm, emit_json, out, reporter
-    from tvdeploy.execute.ssh_pool import open_pool
     from tvdeploy.execute.import_bundle import import_verified, verify_and_check
+    from tvdeploy.execute.ssh_pool import open_pool
 
     model = load_site(site)
     trust_root = trust_root or model.trust.root
@@ -66,8 +66,8 @@ def inventory(
     from tvdeploy.cli.common import load_site
     from tvdeploy.cli.options import OPTIONS
     from tvdeploy.cli.output import emit_json, out
-    from tvdeploy.execute.ssh_pool import open_pool
     from tvdeploy.execute.import_bundle import site_inventory
+    from tvdeploy.execute.ssh_pool import open_pool
 
     model = load_site(site)
     key, kid = signing_key()
