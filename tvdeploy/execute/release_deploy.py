@@ -12,6 +12,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tvdeploy.errors import RefusedError, TvdeployError
@@ -20,7 +21,7 @@ from tvdeploy.execute.release_wait import GateFailed, Watch, check_data_path, wa
 from tvdeploy.facts.services import StackFacts, manager_client, observe
 from tvdeploy.plan.release import Observed, ReleasePlan, plan_release
 from tvdeploy.release.records import HistoryRecord, ImportRecord, ServiceState, deployed
-from tvdeploy.release.stack_render import TIERS, RenderedStack
+from tvdeploy.release.stack_render import RenderedStack
 
 if TYPE_CHECKING:
     from tvdeploy.config.site import Site
@@ -154,7 +155,21 @@ def plan(site: Site, release_id: str) -> tuple[ReleasePlan, list[str]]:
         p.api.close()
 
 
-def deploy(site: Site, release_id: str, reporter: Reporter, kind: str = "deploy") -> DeployResult:
+def policy_gate(site: Site, site_path: Path, p: Prepared, kind: str) -> None:
+    """The stack rules over the rendered stack: refused before anything changes, naming the rules."""
+    from tvdeploy.audit.recorder import record
+    from tvdeploy.policy.gate import check_stack
+
+    result = check_stack(site, site_path, p.rendered.compose, source=str(p.rendered.template))
+    if result.blocking:
+        message = f"policy gate: {result.message()}"
+        record(site, f"release.{kind}", objects=[{"type": "release", "name": p.release.release,
+                                                  "sequence": str(p.release.sequence)}],
+               outcome="refused", error=message[:500])
+        raise RefusedError(message)
+
+
+def deploy(site: Site, site_path: Path, release_id: str, reporter: Reporter, kind: str = "deploy") -> DeployResult:
     from tvdeploy.audit.recorder import prepare as unlock_operator_key
 
     unlock_operator_key()
@@ -162,6 +177,7 @@ def deploy(site: Site, release_id: str, reporter: Reporter, kind: str = "deploy"
     try:
         if p.plan.problems:
             raise RefusedError(p.plan.problems[0], details=p.plan.problems[1:])
+        policy_gate(site, site_path, p, kind)
         for name in not_ready(p.facts):
             reporter.warn(f"node {name} is not ready/active: its tasks go elsewhere")
         if not p.plan.changes:
@@ -176,6 +192,7 @@ class Rollout:
         self.site, self.p, self.reporter, self.kind = site, p, reporter, kind
         self.api = p.api
         self.changed: list[A.Changed] = []
+        self.watches: list[Watch] = []
         self.t0 = time.monotonic()
 
     def audit(self, event: str, outcome: str = "success", error: str | None = None,
@@ -195,8 +212,13 @@ class Rollout:
         try:
             A.create_objects(self.api, self.p.rendered, plan.create_secrets, plan.create_configs)
             ids = self.object_ids()
-            for tier in TIERS:
-                self.roll_tier(tier, ids)
+            created = {s.service for s in self.p.plan.changed() if s.action == "create"}
+            for wave in self.p.rendered.waves([s.service for s in self.p.plan.changed()], created):
+                self.roll_wave(wave, ids)
+            # Each wave only had to run healthy; swarm's monitor window of every update must end
+            # without a failure too before the release counts as deployed.
+            wait_converged(self.site, self.api, self.watches, self.p.rendered.gate.timeout_seconds, self.reporter,
+                           completed=True)
             gate = self.p.rendered.gate
             if gate.data_path_service and gate.data_path_url and gate.data_path_service in self.service_ids():
                 self.reporter.info(f"data path: {gate.data_path_url} from {gate.data_path_service}")
@@ -229,10 +251,9 @@ class Rollout:
                 out[key] = svc["ID"]
         return out
 
-    def roll_tier(self, tier: str, ids: tuple[dict[str, str], dict[str, str], dict[str, str]]) -> None:
-        steps = self.p.plan.by_tier(tier)
-        if not steps:
-            return
+    def roll_wave(self, wave: list[str], ids: tuple[dict[str, str], dict[str, str], dict[str, str]]) -> None:
+        steps = [s for s in self.p.plan.changed() if s.service in wave]
+        tier = steps[0].tier
         self.reporter.info(f"tier {tier}: {', '.join(s.service for s in steps)}")
         watches = []
         for step in steps:
@@ -249,6 +270,7 @@ class Rollout:
                                 digest=step.new_digest, tier=tier)
             watches.append(Watch(step.service, self.changed[-1].service_id, image))
         wait_converged(self.site, self.api, watches, self.p.rendered.gate.timeout_seconds, self.reporter)
+        self.watches += [Watch(w.key, w.service_id, w.image) for w in watches]
 
     def remove_dropped(self) -> list[str]:
         removed = []
@@ -267,7 +289,8 @@ class Rollout:
             self.reporter.warn(f"gate failed; rolling back {', '.join(c.key for c in undone)}")
             restored = [Watch(c.key, c.service_id, c.previous_image or "") for c in undone if c.previous is not None]
             try:
-                wait_converged(self.site, self.api, restored, self.p.rendered.gate.timeout_seconds, self.reporter)
+                wait_converged(self.site, self.api, restored, self.p.rendered.gate.timeout_seconds, self.reporter,
+                               completed=True)
             except TvdeployError as again:
                 problems.append(f"rollback not converged: {again.message}")
         outcome = "rolled-back" if undone and not problems else "failed"

@@ -46,28 +46,36 @@ class Watch:
     done: bool = False
 
 
-def wait_converged(site: Site, api: Any, watches: list[Watch], timeout: float, reporter: Reporter) -> None:
+def wait_converged(site: Site, api: Any, watches: list[Watch], timeout: float, reporter: Reporter,
+                   completed: bool = False) -> None:
+    """Until every watched service runs healthy tasks of its image; with *completed*, also until
+    swarm ended each update (its monitor window passed without a failure)."""
     deadline = time.monotonic() + timeout
     nodes = node_table(site, api.nodes())
+    what = "update completed" if completed else "converged and healthy"
     for w in watches:
-        reporter.task(f"svc:{w.key}", f"{w.key}: starting", total=None)
+        if not completed:
+            reporter.task(f"svc:{w.key}", f"{w.key}: starting", total=None)
     while True:
         for w in [w for w in watches if not w.done]:
-            state = service_state(site, api, w, nodes)
+            state = service_state(site, api, w, nodes, completed)
             if state is None:
                 w.done = True
-                reporter.done(f"svc:{w.key}", f"{w.key}: converged and healthy")
-                reporter.event("service.converged", service=w.key, image=w.image)
+                if not completed:
+                    reporter.done(f"svc:{w.key}", f"{w.key}: {what}")
+                reporter.event("service.converged" if not completed else "service.completed", service=w.key,
+                               image=w.image)
         if all(w.done for w in watches):
             return
         if time.monotonic() > deadline:
             w = next(w for w in watches if not w.done)
-            raise GateFailed(w.key, f"not converged and healthy within {timeout:.0f} s"
+            raise GateFailed(w.key, f"not {what} within {timeout:.0f} s"
                              + diagnose(site, api, w, nodes))
         time.sleep(POLL)
 
 
-def service_state(site: Site, api: Any, w: Watch, nodes: dict[str, dict[str, str]]) -> str | None:
+def service_state(site: Site, api: Any, w: Watch, nodes: dict[str, dict[str, str]],
+                  completed: bool = False) -> str | None:
     """None when converged; else a short description. Raises GateFailed on a failed update."""
     svc = api.inspect_service(w.service_id)
     update = svc.get("UpdateStatus") or {}
@@ -81,7 +89,9 @@ def service_state(site: Site, api: Any, w: Watch, nodes: dict[str, dict[str, str
     failed = [t for t in tasks if t.image == w.image and t.state in ("failed", "rejected")]
     if not svc.get("PreviousSpec") and len(failed) >= EARLY_FAILURES and not good:
         raise GateFailed(w.key, f"{len(failed)} tasks failed" + diagnose(site, api, w, nodes))
-    converged = len(good) == len(active) and len(good) >= want and update.get("State") in (None, "completed")
+    converged = len(good) == len(active) and len(good) >= want
+    if completed:
+        converged = converged and update.get("State") in (None, "completed")
     return None if converged else f"{len(good)}/{want} running"
 
 

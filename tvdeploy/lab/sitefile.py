@@ -90,6 +90,10 @@ def render_site(inputs: LabSiteInputs) -> str:
     )
     parts.append(_dump({"swarm": {"encrypted_networks": False, "publish_mode": "host"}}))
     parts.append(_dump({"registry": {"mode": "site-registry", "port": 5000}}))
+    parts.append("# The Trueverit stack (templates/trueverit/): its swarm secret, a file in the lab dir.\n")
+    parts.append("# No IPVS here either for service VIPs: services are found by DNS round robin.\n")
+    parts.append(_dump({"stack": {"values": {"endpoint_mode": "dnsrr"},
+                                  "secrets": {"trueverit": f"file:{d}/secrets/stack_secret"}}}))
     parts.append("# The lab's operator state (CA, certificates, audit log) stays inside the lab dir.\n")
     parts.append(_dump({"state_dir": f"{d}/state"}))
     return "".join(parts)

@@ -113,6 +113,7 @@ def up(lab_dir: Path, node_count: int = 3, vcenter_latency_ms: int = 0, reporter
 
     lab_pub = ensure_keypair(layout.ssh_key, f"tvdeploy-lab@{lab_dir.name}")
     _ensure_secret(layout.secrets_dir / "ca_passphrase")
+    _ensure_secret(layout.secrets_dir / "stack_secret")  # the Trueverit stack's swarm secret
     netns.ensure_bridge(layout.bridge, str(layout.gateway), layout.subnet.prefixlen)
     rule = netns.forward_rule(layout.bridge, layout.rule_comment)
     if rule not in st.rules:

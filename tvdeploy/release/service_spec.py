@@ -53,7 +53,7 @@ def service_spec(stack: Stack, ns: str, name: str, svc: Service) -> dict[str, An
         "Mode": {"Global": {}} if d.mode == "global" else {"Replicated": {"Replicas": d.replicas}},
         "UpdateConfig": update_config(d.update_config),
         "RollbackConfig": update_config(d.rollback_config),
-        "EndpointSpec": {"Mode": "vip", "Ports": [
+        "EndpointSpec": {"Mode": d.endpoint_mode, "Ports": [
             {"Protocol": p.protocol, "TargetPort": p.target, "PublishMode": p.mode,
              **({"PublishedPort": p.published} if p.published else {})}
             for p in svc.ports]},

@@ -115,6 +115,7 @@ class Placement(_Strict):
 
 class Deploy(_Strict):
     mode: Literal["replicated", "global"] = "replicated"
+    endpoint_mode: Literal["vip", "dnsrr"] = "vip"
     replicas: int = Field(1, ge=0, le=1000)
     labels: dict[str, str] = Field(default_factory=dict)
     placement: Placement = Field(default_factory=Placement)

@@ -48,11 +48,34 @@ class RenderedStack:
     template: Path
     tiers: dict[str, str]  # service -> tier
     gate: Gate
+    depends: dict[str, list[str]] = field(default_factory=dict)  # service -> the services it talks to
     secrets: dict[str, Secret] = field(default_factory=dict, repr=False)  # swarm secret name -> value
     unused: list[str] = field(default_factory=list)  # release images no stack service uses
 
     def services_in_tier(self, tier: str) -> list[str]:
         return [s for s, t in self.tiers.items() if t == tier]
+
+    def waves(self, services: list[str], created: set[str]) -> list[list[str]]:
+        """*services* in deploy order: tier by tier, and within a tier a NEW service after the new
+        services it talks to (its health check needs them; an updated service's dependencies
+        already run), each wave started together."""
+        return deploy_waves(services, self.tiers, self.depends, created)
+
+
+def deploy_waves(services: list[str], tiers: dict[str, str], depends: dict[str, list[str]],
+                 created: set[str]) -> list[list[str]]:
+    """Waves of *services* (pure): by tier (data, app, front), then by dependency between created
+    services within the tier; a dependency cycle is deployed together rather than refused."""
+    waves: list[list[str]] = []
+    for tier in TIERS:
+        todo = sorted(s for s in services if tiers[s] == tier)
+        while todo:
+            ready = [s for s in todo
+                     if s not in created or not any(d in todo and d != s and d in created for d in depends.get(s, []))]
+            wave = ready or todo
+            waves.append(wave)
+            todo = [s for s in todo if s not in wave]
+    return waves
 
 
 def template_dir(site: Site) -> Path:
@@ -117,6 +140,7 @@ def render(site: Site, release: ImportRecord, registry_host: str) -> RenderedSta
     return RenderedStack(
         release=release, stack_name=stack, text=text, compose=compose, model=model, template=template_file(site),
         tiers={s["name"]: s["tier"] for s in ctx["services"]},
+        depends={s["name"]: list(s["talks_to"]) for s in ctx["services"]},
         gate=Gate(float(gate.get("timeout_seconds", 150)), path.get("service"), path.get("url")),
         secrets={n: secrets[n] for n in secret_names.values()},
         unused=sorted(set(release.images) - {s["name"] for s in ctx["services"]}),
@@ -161,10 +185,13 @@ def build_context(site: Site, release: ImportRecord, registry_host: str, v: dict
             ports.append({"target": int(v["port"]), "published": int(v["publish"][name]),
                           "mode": site.swarm.publish_mode})
         out.append({
-            "name": name, "tier": svc["tier"], "networks": networks,
+            "name": name, "tier": svc["tier"], "networks": networks, "talks_to": list(svc.get("talks_to") or []),
             "image": f"{registry_host}/{release.repository(name)}@{release.images[name]}",
             "replicas": 1 if volume else int(svc.get("replicas", v["replicas"])),
             "global": bool(ports) and site.swarm.publish_mode == "host",
+            # A new task cannot start beside the old one when it needs the old one's volume or
+            # its host-mode port: stop first. Everything else starts first (no gap in service).
+            "order": "stop-first" if volume or (ports and site.swarm.publish_mode == "host") else "start-first",
             "constraints": constraints, "volume": volume, "ports": ports, "secrets": secrets,
             "config": {"source": f"{name}_config", "uid": uid, "gid": gid or uid},
         })

@@ -106,7 +106,7 @@ def deploy_cmd(site: Path = SITE, release: str = RELEASE) -> None:
 
     model = load_site(site)
     confirm(f"deploy release {release} to site {model.site.name}?")
-    result = deploy(model, release, reporter(events=True))
+    result = deploy(model, site, release, reporter(events=True))
     if OPTIONS.json:
         emit_json_line({"event": "result", **result.to_json()})
         return
