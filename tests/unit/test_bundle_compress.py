@@ -15,7 +15,6 @@ import pyzstd
 
 from tests import bundlekit as bk
 from tvdeploy.bundle.compress import (
-    FRAME,
     CompressedBundleError,
     PlainReader,
     compress_file,
@@ -55,10 +54,11 @@ def test_the_zstd_command_reads_it_too(plain: Path, packed: Path) -> None:
 
 
 def test_random_access_across_frames(tmp_path: Path) -> None:
+    FRAME = 1024 * 1024  # noqa: N806 - small frames: the same code paths, less data
     data = random.Random(3).randbytes(FRAME + 3 * 1024 * 1024) + b"tail" * 1000
     src = tmp_path / "big.tar"
     src.write_bytes(data)
-    r = reader(compress_file(src, tmp_path / "big.zst", workers=2).path)
+    r = reader(compress_file(src, tmp_path / "big.zst", workers=2, frame=FRAME).path)
     for offset in (FRAME + 17, 5, FRAME - 3, len(data) - 100, 0):
         r.seek(offset)
         assert r.tell() == offset
@@ -136,3 +136,33 @@ def test_compressed_bytes_hash_like_the_plain(plain: Path, packed: Path) -> None
     while data := r.read(65536):
         h.update(data)
     assert h.hexdigest() == hashlib.sha256(plain.read_bytes()).hexdigest()
+
+
+def test_follower_compresses_while_the_bundle_is_written_then_signed(tmp_path: Path) -> None:
+    from tvdeploy.bundle.compress import Follower
+    from tvdeploy.bundle.writer import write_bundle
+
+    images = [bk.service_image(s, 300_000) for s in bk.SERVICES]
+    follower = Follower(tmp_path / "f.tar.zst")
+    out = tmp_path / "f.tar"
+    write_bundle(out, bk.spec_for(images), io.BytesIO(bk.docker_save(images)), follower=follower)
+    assert follower.mark == out.stat().st_size - 1024  # final: all but the end-of-archive blocks
+    key, _kid = bk.make_key("signer-f")
+    bk.sign_with(out, key)  # rewrites from the end-of-archive blocks on
+    done = follower.finish()
+    assert done.plain_size == out.stat().st_size
+    assert reader(done.path).read() == out.read_bytes()
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []
+
+
+def test_follower_abort_leaves_nothing(tmp_path: Path) -> None:
+    from tvdeploy.bundle.compress import Follower
+
+    src = tmp_path / "src"
+    src.write_bytes(b"x" * 10_000)
+    follower = Follower(tmp_path / "out.zst")
+    follower.attach(src)
+    follower.advance(5000)
+    follower.abort()
+    follower.abort()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]

@@ -57,13 +57,23 @@ class LayoutWriter:
     # written, the (base hex, patch bytes) to ship instead, or None to keep the layer.
     patcher: Callable[[BinaryIO, int, str, int], tuple[str, bytes] | None] | None = None
     patched: dict[str, tuple[str, str, int]] = field(default_factory=dict)  # layer hex -> (base, patch, size)
+    # Told the offset before which the file is final (each new member's start): a compressor
+    # following the writer (tvdeploy.bundle.compress.Follower).
+    on_stable: Callable[[int], None] | None = None
 
     def start(self) -> None:
         self.add_file("oci-layout", json_bytes(OCI_LAYOUT))
         tarout.write_dir(self.out, "blobs")
         tarout.write_dir(self.out, "blobs/sha256")
 
+    def stable(self) -> None:
+        """Everything before the current position is final: later members never rewrite it."""
+        if self.on_stable is not None:
+            self.out.flush()  # the follower reads the file, not our buffer
+            self.on_stable(self.out.tell())
+
     def add_file(self, path: str, data: bytes) -> FileRecord:
+        self.stable()
         written = tarout.write_bytes(self.out, path, data)
         record = FileRecord(path, written.size, written.sha256)
         self.files[path] = record
@@ -93,6 +103,7 @@ class LayoutWriter:
         (its bytes had to be read to learn the digest, but they are stored once). So is a
         *layer* the site holds already, when building a delta: the digest is only known once
         the bytes went by, and a name in the save stream is no proof of content."""
+        self.stable()
         written = tarout.stream_blob(self.out, src, size, BLOB_PREFIX, progress)
         if written.sha256 in self.offsets:
             log.debug("blob %s stored already; dropping the copy", written.sha256[:12])

@@ -136,24 +136,30 @@ class Since:
 
 def write_bundle(output: Path, spec: ReleaseSpec, stream: tarout.Source, *,
                  hints: list[ImageHint] | None = None, reporter: Reporter | None = None,
-                 source_name: str = "docker save stream", since: Since | None = None) -> BuiltBundle:
+                 source_name: str = "docker save stream", since: Since | None = None,
+                 follower: Any = None) -> BuiltBundle:
     """Convert the ``docker save`` *stream* of the spec's images into the bundle *output*; with
-    *since*, a delta that leaves out the layers the site holds."""
+    *since*, a delta that leaves out the layers the site holds. A *follower*
+    (tvdeploy.bundle.compress.Follower) compresses the bundle as it is written, up to its
+    end-of-archive blocks (signatures are appended there); the caller finishes it."""
     reporter = reporter or NullReporter()
     if output.is_dir():
         raise TvdeployError(f"{output}: is a directory, expected the bundle file to write")
     if not output.parent.is_dir():
         raise TvdeployError(f"{output.parent}: folder does not exist")
     try:
-        return _write(output, spec, stream, hints or [], reporter, source_name, since)
+        return _write(output, spec, stream, hints or [], reporter, source_name, since, follower)
     except OSError as exc:  # reading is guarded in convert(): this is the output
         raise TvdeployError(f"{output}: cannot write: {exc.strerror or exc}") from None
 
 
 def _write(output: Path, spec: ReleaseSpec, stream: tarout.Source, hints: list[ImageHint],
-           reporter: Reporter, source_name: str, since: Since | None) -> BuiltBundle:
+           reporter: Reporter, source_name: str, since: Since | None, follower: Any) -> BuiltBundle:
     with _temporary_beside(output) as (fh, tmp):
         layout = LayoutWriter(fh, skip=since.have if since else frozenset())
+        if follower is not None:
+            follower.attach(tmp)
+            layout.on_stable = follower.advance
         if since is not None and since.bases:
             from tvdeploy.bundle.patchbase import FilePatcher
 
@@ -176,6 +182,7 @@ def _write(output: Path, spec: ReleaseSpec, stream: tarout.Source, hints: list[I
         manifest_doc = manifest_document(files, expected, since.about if since else None, patches)
         manifest = tarout.write_bytes(fh, "manifest.json", json_bytes(manifest_doc))
         tarout.write_dir(fh, "signatures")
+        layout.stable()  # signing rewrites from the end-of-archive blocks on, never before
         fh.write(tarout.END_OF_ARCHIVE)
         fh.truncate()
         fh.flush()
@@ -188,7 +195,8 @@ def _write(output: Path, spec: ReleaseSpec, stream: tarout.Source, hints: list[I
 def build_from_engine(output: Path, spec: ReleaseSpec, docker_host: str,
                       reporter: Reporter | None = None,
                       while_staging: Callable[[], None] | None = None,
-                      early: Any = None, since: Since | None = None, patches: bool = True) -> BuiltBundle:
+                      early: Any = None, since: Since | None = None, patches: bool = True,
+                      follower: Any = None) -> BuiltBundle:
     """Build *output* from the build engine at *docker_host*.
 
     The save request goes out first (or went out already: *early*, from engine.start_early):
@@ -213,7 +221,7 @@ def build_from_engine(output: Path, spec: ReleaseSpec, docker_host: str,
             since = _with_bases(since, client, docker_host, hints, Path(work), reporter or NullReporter())
         stream.wait()
         return write_bundle(output, spec, stream, hints=hints, reporter=reporter,
-                            source_name=f"build engine {docker_host}", since=since)
+                            source_name=f"build engine {docker_host}", since=since, follower=follower)
 
 
 def _with_bases(since: Since, client: Any, docker_host: str, hints: list[ImageHint], work: Path,

@@ -53,15 +53,17 @@ def build_bundle(output: Path, spec_path: Path, engine: str, reporter: Reporter,
         if chunk_size is not None:
             return _build_split(output, spec, engine, since, early, chunk_size, keys or [], signers, reporter, opts)
         plain = _plain_path(output) if compress else output
+        follower = _follower(output) if compress else None
         try:
             built = _build(plain, spec, engine, since, early, reporter, label=output if compress else None,
-                           patches=patches)
+                           patches=patches, follower=follower)
             if signers:
                 sign_built(plain, signers)
-            if compress:
-                _compress(plain, output, reporter)
+            if follower is not None:
+                _record_compressed(follower.finish())
         finally:
-            if compress:
+            if follower is not None:
+                follower.abort()
                 plain.unlink(missing_ok=True)
         return Built(dataclasses.replace(built, size=output.stat().st_size), compressed=compress)
     finally:
@@ -80,13 +82,24 @@ def _plain_path(output: Path) -> Path:
     return output.parent / f".{output.name}.plain"
 
 
+def _follower(output: Path) -> Any:
+    """The compressor that follows the bundle writer (compresses while the bundle is built)."""
+    from tvdeploy.bundle.compress import Follower
+
+    return Follower(output)
+
+
 def _compress(plain: Path, output: Path, reporter: Reporter) -> None:
-    from tvdeploy.audit.recorder import record_global
     from tvdeploy.bundle.compress import compress_file
 
-    done = compress_file(plain, output, reporter=reporter)
-    record_global("bundle.compress", objects=[
-        {"type": "bundle", "name": str(output.resolve()), "size": str(done.size), "plain_size": str(done.plain_size)}])
+    _record_compressed(compress_file(plain, output, reporter=reporter))
+
+
+def _record_compressed(done: Any) -> None:
+    from tvdeploy.audit.recorder import record_global
+
+    record_global("bundle.compress", objects=[{"type": "bundle", "name": str(done.path.resolve()),
+                                               "size": str(done.size), "plain_size": str(done.plain_size)}])
 
 
 def load_since(path: Path | None, key_files: list[Path]) -> Since | None:
@@ -107,7 +120,7 @@ def load_since(path: Path | None, key_files: list[Path]) -> Since | None:
 
 
 def _build(output: Path, spec: ReleaseSpec, engine: str, since: Since | None, early: Any, reporter: Reporter,
-           label: Path | None = None, patches: bool = True) -> BuiltBundle:
+           label: Path | None = None, patches: bool = True, follower: Any = None) -> BuiltBundle:
     """Build *output* and record it (as *label*: the chunk folder when the file is temporary)."""
     from tvdeploy.audit.recorder import record_global, signing_key
     from tvdeploy.bundle.writer import build_from_engine
@@ -116,7 +129,7 @@ def _build(output: Path, spec: ReleaseSpec, engine: str, since: Since | None, ea
         signing_key()
 
     built = build_from_engine(output, spec, engine, reporter=reporter, while_staging=unlock, early=early,
-                              since=since, patches=patches)
+                              since=since, patches=patches, follower=follower)
     objects = [{"type": "bundle", "name": str((label or output).resolve()),
                 "digest": f"sha256:{built.manifest_sha256}"}]
     if since is not None:
