@@ -157,7 +157,8 @@ def build_context(site: Site, release: ImportRecord, registry_host: str, v: dict
     uid, _, gid = str(v["user"]).partition(":")
     out, configs, volumes, used_nets = [], [], [], set()
     for name, raw in services.items():
-        svc = _service_values(name, raw, services)
+        _service_values(name, raw, services)  # all of them first: a service names others
+    for name, svc in services.items():
         if name not in release.images:
             raise ConfigError(f"release {release.release}: no image for service {name} "
                               f"(the stack template's services.{name})")
