@@ -4,7 +4,8 @@ one 1 MiB file changed in large-2) as a delta bundle with a patch, signed, verif
 the site registry (the patched layer rebuilt from the base read back from it), and a service
 created through the Docker API from ``<registry>/trueverit/cloud@<release manifest digest>``
 runs on the lab (``release hotfix`` will replace that step). The compressed form of the same
-delta verifies and inspects as it is.
+delta verifies and inspects as it is. Then the same hot-fix on a node-load site (bases read
+from a node).
 
 One lab of this module's own (or $TVDEPLOY_TEST_PATCH_LAB_DIR, reset, not removed), ONE swarm
 bootstrap; the scenarios run in file order.
@@ -161,3 +162,45 @@ def test_compressed_form_of_the_delta_verifies_and_inspects(patch_lab: PatchLab)
     _ok(_tv(lab.home, "bundle", "verify", packed, "--trust", lab.trust))
     doc = _json(_tv(lab.home, "bundle", "inspect", packed, "--json"))
     assert doc["compressed"] is True and doc["patched"]["layers"] == 1
+
+
+def test_node_load_rebuilds_the_patched_layer_from_a_node(patch_lab: PatchLab, tmp_path: Path) -> None:
+    """A site without a registry: the base is read from a node (docker save of an image that
+    holds it), the layer rebuilt on the operator's machine, loaded onto every node; every node
+    then has the hot-fixed image by its id."""
+    import yaml
+
+    from tests.integration.lab_helpers import ssh
+    from tvdeploy.bundle.reader import read_bundle
+    from tvdeploy.config.load import load_site
+    from tvdeploy.execute.site_registry import docker_client
+
+    lab = patch_lab
+    doc = yaml.safe_load(lab.site.read_text())
+    doc["registry"] = {"mode": "node-load", "port": doc["registry"]["port"]}
+    doc["site"]["name"] = "lab-nodeload-patch"
+    site_file = tmp_path / "site-node-load.yaml"
+    site_file.write_text(yaml.safe_dump(doc, sort_keys=False))
+    site = load_site(site_file)
+    shutil.rmtree(lab.dir / "state" / "imports", ignore_errors=True)
+    for node in site.managers:
+        assert ssh(lab.dir, str(node.address), "rm -f /etc/docker/tvdeploy/last-import.json").returncode == 0
+    _json(_tv(lab.home, "bundle", "import", site_file, lab.work / "large-v1.tar", "--trust", lab.trust, "--yes",
+              "--json"))
+    have = tmp_path / "HAVE-nodes.json"
+    _ok(_tv(lab.home, "bundle", "inventory", site_file, "-o", have))
+    delta = tmp_path / "large-v2-nodes.tar"
+    r = _ok(_tv(lab.home, "bundle", "build", lab.dir / "release-large-v2.yaml", "--engine", lab.engine, "-o",
+                delta, "--since", have, "--key", "signer-1"))
+    assert "1 layer(s) shipped as byte-level patches" in r.stdout
+    result = _json(_tv(lab.home, "bundle", "import", site_file, delta, "--trust", lab.trust, "--yes", "--json"))
+    assert result["mode"] == "node-load" and result["sequence"] == 2
+    config = read_bundle(delta).inventory["images"]["cloud"]["config"]
+    assert result["images"]["cloud"] == config
+    for node in site.nodes:
+        api = docker_client(site, node).api
+        try:
+            assert api.inspect_image(config)["Id"] == config, node.name
+        finally:
+            api.close()
+    assert list((lab.dir / "state" / "imports" / "rebuilt").iterdir()) == []  # rebuilt layers and bases gone

@@ -70,6 +70,8 @@ class BundleFile:
     def __init__(self, verified: PathVerified) -> None:
         self.verified = verified
         self.bundle: Bundle = verified.verified.bundle
+        # node-load: patched layers rebuilt on the operator's machine, layer hex -> file
+        self.rebuilt: dict[str, Path] = {}
 
     def open(self) -> BinaryIO:
         """The plain bundle tar (a compressed bundle is decompressed on the fly, with seeks)."""

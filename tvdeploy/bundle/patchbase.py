@@ -27,7 +27,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from tvdeploy.bundle.patch import MAX_LAYER, Base, PatchError, Readable, make_patch, read_chunks
 from tvdeploy.bundle.savestream import ImageHint
@@ -115,23 +115,35 @@ def fetch_bases(engine: Engine, choices: dict[str, Choice], workdir: Path) -> di
 
     wanted = {c.base for c in choices.values()}
     refs = sorted({c.ref for c in choices.values()})
-    got: dict[str, Path] = {}
     if not refs:
-        return got
+        return {}
     with save_stream(engine, engine.docker_host, refs) as stream:
         try:
-            for member, data in tarin.members(stream):
-                name = member.name.removeprefix("./")
-                if not member.isfile() or member.size > MAX_LAYER or not (
-                        name.endswith("/layer.tar") or name.startswith("blobs/sha256/")):
-                    continue
-                hexd = _spool(data, member.size, workdir)
-                if hexd in wanted and hexd not in got:
-                    got[hexd] = workdir / hexd
-                else:
-                    (workdir / hexd).unlink(missing_ok=True)
+            got = layers_from_save(stream, wanted, workdir)
         except (tarin.TarStreamError, tarout.TruncatedSource, PatchError) as exc:
             raise engine.fail(f"docker save of the patch bases ({', '.join(refs)}): {exc}") from None
+    return got
+
+
+def layers_from_save(stream: Any, wanted: set[str], workdir: Path) -> dict[str, Path]:
+    """The layers of a ``docker save`` *stream* whose bytes hash to a *wanted* hex digest, each
+    spooled to a file in *workdir* (layers over MAX_LAYER are skipped): hex -> file. Raises
+    tarin.TarStreamError, tarout.TruncatedSource or PatchError for a broken stream."""
+    from tvdeploy.bundle import tarin
+
+    got: dict[str, Path] = {}
+    for member, data in tarin.members(stream):
+        name = member.name.removeprefix("./")
+        if not member.isfile() or member.size > MAX_LAYER or not (
+                name.endswith("/layer.tar") or name.startswith("blobs/sha256/")):
+            continue
+        hexd = _spool(data, member.size, workdir)
+        if hexd in wanted and hexd not in got:
+            got[hexd] = workdir / hexd
+        else:
+            (workdir / hexd).unlink(missing_ok=True)
+        if set(got) >= wanted:
+            break
     return got
 
 

@@ -131,12 +131,16 @@ def check_delta(site: Site, bf: BundleFile, images: list[BundleImage]) -> None:
         with open_registry(site) as reg:
             check_delta_on_registry(reg, images, bf.shipped, str(bf.bundle.path), bf)
         return
-    if bf.patches:
-        raise RefusedError(f"{bf.bundle.path}: a delta with byte-level patches needs registry.mode site-registry "
-                           "(node-load cannot rebuild patched layers yet); build it with --no-patches")
-    refusal = S.missing_base(needed_base(images, bf.shipped), nodes_blobs(site))
+    refusal = S.missing_base(needed_base(images, bf.shipped, bf.patches), nodes_blobs(site))
     if refusal is not None:
         raise refusal
+    if bf.patches:
+        from tvdeploy.execute.import_patches import rebuild_for_nodes
+        from tvdeploy.execute.import_records import imports_dir
+
+        work = imports_dir(site) / "rebuilt"  # on this machine: removed when the layers are loaded
+        work.mkdir(parents=True, exist_ok=True)
+        bf.rebuilt = rebuild_for_nodes(site, bf, work)
 
 
 def site_inventory(site: Site, pool: SSHPool, signer: tuple[Any, str]) -> tuple[int, S.Completed | None, bytes]:

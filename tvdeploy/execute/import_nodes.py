@@ -35,7 +35,11 @@ def to_nodes(site: Site, bf: BundleFile, images: list[BundleImage], journal: S.J
         return stats
 
     start = time.monotonic()
-    all_stats = for_each(site.nodes, one, limit=4, label=lambda n: f"node {n.name}")
+    try:
+        all_stats = for_each(site.nodes, one, limit=4, label=lambda n: f"node {n.name}")
+    finally:
+        for path in bf.rebuilt.values():  # patched layers rebuilt for the load (import_patches)
+            path.unlink(missing_ok=True)
     result.seconds["load"] = time.monotonic() - start
     result.bytes_moved = sum(s.moved for s in all_stats)
     result.bytes_skipped = sum(s.skipped for s in all_stats)
@@ -65,16 +69,16 @@ def load_on_node(site: Site, node: Any, bf: BundleFile, images: list[BundleImage
         key = f"load.{node.name}"
         if missing:
             loads = [i.load_image() for i in missing]
-            absent = frozenset(h for i in missing for h, _s in i.layers if h not in bf.shipped)
+            absent = frozenset(h for i in missing for h, _s in i.layers if h not in bf.shipped and h not in bf.patches)
             reporter.task(key, f"{node.name}: loading {len(missing)} image(s)", total=archive_size(loads, absent),
                           unit="bytes")
             with bf.open() as fh:
                 def counted() -> Iterator[bytes]:
-                    for chunk in stream(loads, lambda hexd, _size: bf.chunks(fh, hexd), absent):
+                    for chunk in stream(loads, lambda hexd, size: _blob(bf, fh, hexd, size), absent):
                         reporter.advance(key, len(chunk))
                         yield chunk
                 load(api, counted(), node.name)
-            stats.moved = sum(size for i in missing for h, size in i.blobs if h in bf.shipped)
+            stats.moved = sum(size for i in missing for h, size in i.blobs if h in bf.shipped or h in bf.patches)
             reporter.done(key, f"{node.name}: {len(missing)} image(s) loaded")
         for img in images:
             want = img.load_image().image_id
@@ -95,6 +99,15 @@ def load_on_node(site: Site, node: Any, bf: BundleFile, images: list[BundleImage
     finally:
         api.close()
     return stats
+
+
+def _blob(bf: BundleFile, fh: Any, hexd: str, size: int) -> Iterator[bytes]:
+    """A blob for the load archive: from the bundle, or a patched layer rebuilt beforehand."""
+    if hexd in bf.rebuilt:
+        from tvdeploy.execute.import_patches import file_chunks
+
+        return file_chunks(bf.rebuilt[hexd], hexd, size)
+    return bf.chunks(fh, hexd)
 
 
 def nodes_blobs(site: Site) -> set[str]:

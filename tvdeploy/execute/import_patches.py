@@ -10,19 +10,27 @@ the bytes, BEFORE anything is pushed: a patch that rebuilds to other bytes, past
 against a base the site lacks is refused with nothing written to the site. ``rebuilt`` then
 rebuilds a layer again while it is uploaded (the registry checks the digest once more).
 Memory: one base at a time (see patch.py: about twice the base, at most 2 x 512 MiB).
+
+node-load mode (no registry): ``rebuild_for_nodes`` reads each base from the first node
+(``docker save`` of an image holding it, the layer hashed against the named digest), rebuilds
+every patched layer once into a file on this machine (checked as above), before anything is
+loaded anywhere; the ``docker load`` archive for every node then reads those files (re-hashed).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, BinaryIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from tvdeploy.bundle.patch import MAX_LAYER, Base, PatchError, apply_patch, check_patch
+from tvdeploy.bundle.patch import CHUNK, MAX_LAYER, Base, PatchError, apply_patch, check_patch, read_chunks
 from tvdeploy.errors import RefusedError
 
 if TYPE_CHECKING:
     from tvdeploy.bundle.images import BundleFile, BundleImage
     from tvdeploy.bundle.reader import Patch
+    from tvdeploy.config.site import Site
     from tvdeploy.connectors.registry import Registry
 
 
@@ -63,3 +71,93 @@ def check_patches(reg: Registry, bf: BundleFile, images: list[BundleImage]) -> N
             base = load_base(reg, patch, repos_for(images, patch.digest))
             name = f"{bf.bundle.path}: blobs/sha256/{patch.patch} (patch of layer sha256:{patch.digest[:12]})"
             check_patch(base, bf.chunks(fh, patch.patch), patch.digest, patch.size, name=name)
+
+
+# -- node-load mode -------------------------------------------------------------------------------
+
+class _StreamReader:
+    """read/readinto over the chunks of a Docker API response (``docker save`` of an image)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self.chunks = iter(chunks)
+        self.pending = b""
+
+    def read(self, n: int = -1, /) -> bytes:
+        while not self.pending:
+            try:
+                self.pending = bytes(next(self.chunks))
+            except StopIteration:
+                return b""
+        if n < 0:
+            n = len(self.pending)
+        data, self.pending = self.pending[:n], self.pending[n:]
+        return data
+
+    def readinto(self, view: memoryview, /) -> int:
+        data = self.read(len(view))
+        view[:len(data)] = data
+        return len(data)
+
+
+def base_from_node(api: Any, node_name: str, base_hex: str, workdir: Path) -> Path:
+    """The base layer's bytes, from ``docker save`` of an image on the node that has it,
+    spooled to *workdir* and checked against its digest."""
+    from tvdeploy.bundle import tarin, tarout
+    from tvdeploy.bundle.patchbase import layers_from_save
+
+    holder = next((img["Id"] for img in api.images()
+                   if f"sha256:{base_hex}" in ((api.inspect_image(img["Id"]).get("RootFS") or {}).get("Layers") or [])),
+                  None)
+    if holder is None:
+        raise RefusedError(f"node {node_name}: base layer sha256:{base_hex} of a patch is not on this node")
+    try:
+        got = layers_from_save(_StreamReader(api.get_image(holder, chunk_size=CHUNK)), {base_hex}, workdir)
+    except (tarin.TarStreamError, tarout.TruncatedSource, PatchError) as exc:
+        raise RefusedError(f"node {node_name}: docker save of image {holder[:19]}: {exc}") from None
+    if base_hex not in got:
+        raise RefusedError(f"node {node_name}: image {holder[:19]} did not give base layer sha256:{base_hex}")
+    return got[base_hex]
+
+
+def rebuild_for_nodes(site: Site, bf: BundleFile, workdir: Path) -> dict[str, Path]:
+    """node-load: every patched layer rebuilt once, on this machine, from its base read from the
+    first node (every node holds it: the delta check asked all of them), checked against the
+    signed digest and size, into *workdir*: layer hex -> file. Nothing is written to the site."""
+    from tvdeploy.execute.site_registry import docker_client
+
+    node = site.nodes[0]
+    api = docker_client(site, node, timeout=600).api
+    out: dict[str, Path] = {}
+    bases: dict[str, Path] = {}
+    try:
+        with bf.open() as fh:
+            for hexd, patch in sorted(bf.patches.items()):
+                if patch.base not in bases:
+                    bases[patch.base] = base_from_node(api, node.name, patch.base, workdir)
+                with open(bases[patch.base], "rb") as bfh:
+                    base = Base.load(patch.base, read_chunks(bfh, os.fstat(bfh.fileno()).st_size))
+                name = f"{bf.bundle.path}: blobs/sha256/{patch.patch} (patch of layer sha256:{hexd[:12]})"
+                tmp = workdir / f"{hexd}.partial"
+                with open(tmp, "wb") as out_fh:
+                    for chunk in apply_patch(base, bf.chunks(fh, patch.patch), hexd, patch.size, name=name):
+                        out_fh.write(chunk)
+                os.replace(tmp, workdir / f"{hexd}.layer")
+                out[hexd] = workdir / f"{hexd}.layer"
+    finally:
+        api.close()
+        for path in bases.values():
+            path.unlink(missing_ok=True)
+    return out
+
+
+def file_chunks(path: Path, hexd: str, size: int) -> Iterator[bytes]:
+    """A rebuilt layer's bytes from its file, re-hashed (a file changed meanwhile is refused)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in read_chunks(fh, size):
+            digest.update(chunk)
+            yield chunk
+    if digest.hexdigest() != hexd:
+        raise PatchError(f"{path}: rebuilt layer sha256:{hexd} changed on disk")
