@@ -74,7 +74,10 @@ def import_delta(reg: Registry, ver, tmp_path: Path):
 
     bf = BundleFile(ver)
     imgs = bf.images()
-    check_delta_on_registry(reg, imgs, bf.shipped, str(bf.bundle.path), bf)
+    work = tmp_path / "rebuilt"
+    work.mkdir(exist_ok=True)
+    check_delta_on_registry(reg, imgs, bf.shipped, str(bf.bundle.path), bf, work)
+    assert set(bf.rebuilt) == set(bf.patches)  # rebuilt and checked before any push
     site = make_site(tmp_path / "site2")
     jfile = JournalFile(site)
     journal = S.Journal(bf.bundle.manifest_sha256, "r2", 2, "site-registry")
@@ -83,6 +86,10 @@ def import_delta(reg: Registry, ver, tmp_path: Path):
         for img in imgs:
             push_image(reg, bf, fh, img, imgs, {}, journal, jfile, NullReporter())
     read_back(reg, imgs)
+    from tvdeploy.execute.import_patches import drop_rebuilt
+
+    drop_rebuilt(bf)
+    assert list(work.iterdir()) == []
     return imgs
 
 
@@ -163,3 +170,4 @@ def test_bad_patch_is_refused_before_any_push(reg, tmp_path: Path, trust, kind: 
     assert "\n" not in err.value.message
     assert not reg.blob_exists("trueverit/cloud", f"sha256:{sha(NEW_APP)}")
     assert reg.manifest_digest("trueverit/cloud", "2") is None
+    assert list((tmp_path / "rebuilt").iterdir()) == []  # no partial rebuild left behind

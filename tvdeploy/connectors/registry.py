@@ -77,30 +77,6 @@ class BlobBody:
             yield data
 
 
-class _ChunkFile:
-    """The read/seek/tell that BlobBody uses, over chunks that come once, front to back: a
-    seek may only go where reading already stands."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self.chunks = iter(chunks)
-        self.pending = b""
-        self.pos = 0
-
-    def seek(self, offset: int) -> None:
-        if offset != self.pos:
-            raise ValueError("a streamed blob cannot be read again")
-
-    def read(self, n: int) -> bytes:
-        while not self.pending:
-            try:
-                self.pending = bytes(next(self.chunks))
-            except StopIteration:
-                return b""
-        data, self.pending = self.pending[:n], self.pending[n:]
-        self.pos += len(data)
-        return data
-
-
 def _check_repo(repo: str) -> str:
     if not REPO.match(repo) or len(repo) > 255:
         raise VerificationError(f"{repo!r}: not a valid repository name")
@@ -248,11 +224,6 @@ class Registry:
             raise RegistryError(f"{self.where}: {what}: {_short(str(exc))}") from None
         finally:
             resp.close()
-
-    def upload_stream(self, repo: str, digest: str, chunks: Iterator[bytes], size: int,
-                      progress: Progress | None = None, location: str | None = None) -> None:
-        """``upload_blob`` from *chunks* (exactly *size* bytes, e.g. a layer being rebuilt)."""
-        self.upload_blob(repo, digest, _ChunkFile(chunks), 0, size, progress=progress, location=location)
 
     def _check_sent(self, hasher: Any, digest: str, what: str) -> None:
         if f"sha256:{hasher.hexdigest()}" != digest:

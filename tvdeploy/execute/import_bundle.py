@@ -129,18 +129,24 @@ def check_delta(site: Site, bf: BundleFile, images: list[BundleImage]) -> None:
         return
     if site.registry.mode == "site-registry":
         with open_registry(site) as reg:
-            check_delta_on_registry(reg, images, bf.shipped, str(bf.bundle.path), bf)
+            check_delta_on_registry(reg, images, bf.shipped, str(bf.bundle.path), bf, _rebuilt_dir(site))
         return
     refusal = S.missing_base(needed_base(images, bf.shipped, bf.patches), nodes_blobs(site))
     if refusal is not None:
         raise refusal
     if bf.patches:
         from tvdeploy.execute.import_patches import rebuild_for_nodes
-        from tvdeploy.execute.import_records import imports_dir
 
-        work = imports_dir(site) / "rebuilt"  # on this machine: removed when the layers are loaded
-        work.mkdir(parents=True, exist_ok=True)
-        bf.rebuilt = rebuild_for_nodes(site, bf, work)
+        bf.rebuilt = rebuild_for_nodes(site, bf, _rebuilt_dir(site))
+
+
+def _rebuilt_dir(site: Site) -> Path:
+    """Where patched layers are rebuilt before the push or load (removed after it)."""
+    from tvdeploy.execute.import_records import imports_dir
+
+    work = imports_dir(site) / "rebuilt"
+    work.mkdir(parents=True, exist_ok=True)
+    return work
 
 
 def site_inventory(site: Site, pool: SSHPool, signer: tuple[Any, str]) -> tuple[int, S.Completed | None, bytes]:

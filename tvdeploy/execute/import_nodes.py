@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from tvdeploy.bundle.images import BundleFile, BundleImage
 from tvdeploy.bundle.sizes import format_size
 from tvdeploy.errors import ConnectionFailed, VerificationError
+from tvdeploy.execute.import_patches import drop_rebuilt
 from tvdeploy.execute.import_records import ImportResult, JournalFile, Moved
 from tvdeploy.execute.site_registry import LOAD_TIMEOUT, docker_client, load
 from tvdeploy.parallel import for_each
@@ -38,8 +39,7 @@ def to_nodes(site: Site, bf: BundleFile, images: list[BundleImage], journal: S.J
     try:
         all_stats = for_each(site.nodes, one, limit=4, label=lambda n: f"node {n.name}")
     finally:
-        for path in bf.rebuilt.values():  # patched layers rebuilt for the load (import_patches)
-            path.unlink(missing_ok=True)
+        drop_rebuilt(bf)  # patched layers rebuilt for the load by the delta check
     result.seconds["load"] = time.monotonic() - start
     result.bytes_moved = sum(s.moved for s in all_stats)
     result.bytes_skipped = sum(s.skipped for s in all_stats)

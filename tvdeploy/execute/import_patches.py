@@ -5,16 +5,14 @@ is the one the signed statement names; its bytes are hashed against it while rea
 patch blob from the bundle (re-hashed while read), streaming: ``tvdeploy.bundle.patch`` bounds
 the output by the signed size and checks the signed digest at the end.
 
-``check_patches`` rebuilds every patched layer the registry does not hold yet once, discarding
-the bytes, BEFORE anything is pushed: a patch that rebuilds to other bytes, past its size, or
-against a base the site lacks is refused with nothing written to the site. ``rebuilt`` then
-rebuilds a layer again while it is uploaded (the registry checks the digest once more).
-Memory: one base at a time (see patch.py: about twice the base, at most 2 x 512 MiB).
-
-node-load mode (no registry): ``rebuild_for_nodes`` reads each base from the first node
-(``docker save`` of an image holding it, the layer hashed against the named digest), rebuilds
-every patched layer once into a file on this machine (checked as above), before anything is
-loaded anywhere; the ``docker load`` archive for every node then reads those files (re-hashed).
+Every patched layer is rebuilt ONCE, into a file on the operator's machine (the import state
+folder), BEFORE anything is pushed or loaded: a patch that rebuilds to other bytes, past its
+size, or against a base the site lacks is refused with nothing written to the site. The push
+(or load) then sends those files, re-hashed while sent; they are removed afterwards. Memory: one
+base at a time (see patch.py: about twice the base, at most 2 x 512 MiB); disk: the rebuilt
+layers. Registry mode reads bases back from the site registry (``rebuild_from_registry``);
+node-load mode from the first node (``rebuild_for_nodes``: ``docker save`` of an image that holds
+the base, the layer hashed against the named digest).
 """
 
 from __future__ import annotations
@@ -24,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from tvdeploy.bundle.patch import CHUNK, MAX_LAYER, Base, PatchError, apply_patch, check_patch, read_chunks
+from tvdeploy.bundle.patch import CHUNK, MAX_LAYER, Base, PatchError, apply_patch, read_chunks
 from tvdeploy.errors import RefusedError
 
 if TYPE_CHECKING:
@@ -53,24 +51,40 @@ def load_base(reg: Registry, patch: Patch, repos: list[str]) -> Base:
                        "site; import the release the delta was built against first")
 
 
-def rebuilt(reg: Registry, bf: BundleFile, fh: BinaryIO, patch: Patch, repos: list[str]) -> Iterator[bytes]:
-    """The layer *patch* rebuilds, streamed (use it only once the iterator ended without error)."""
-    base = load_base(reg, patch, repos)
+def rebuild_to_file(base: Base, bf: BundleFile, fh: BinaryIO, patch: Patch, workdir: Path) -> Path:
+    """Apply *patch* into ``workdir/<layer hex>.layer`` (written under a temporary name, renamed
+    only once the result matched the signed digest and size)."""
     name = f"{bf.bundle.path}: blobs/sha256/{patch.patch} (patch of layer sha256:{patch.digest[:12]})"
-    return apply_patch(base, bf.chunks(fh, patch.patch), patch.digest, patch.size, name=name)
+    tmp = workdir / f"{patch.digest}.partial"
+    try:
+        with open(tmp, "wb") as out:
+            for chunk in apply_patch(base, bf.chunks(fh, patch.patch), patch.digest, patch.size, name=name):
+                out.write(chunk)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    final = workdir / f"{patch.digest}.layer"
+    os.replace(tmp, final)
+    return final
 
 
-def check_patches(reg: Registry, bf: BundleFile, images: list[BundleImage]) -> None:
-    """Rebuild (and discard) every patched layer the registry lacks: refused before any push."""
-    todo = [p for h, p in sorted(bf.patches.items())
-            if not any(reg.blob_exists(repo, f"sha256:{h}") for repo in repos_for(images, h)[:1])]
-    if not todo:
-        return
+def rebuild_from_registry(reg: Registry, bf: BundleFile, images: list[BundleImage], workdir: Path) -> dict[str, Path]:
+    """Every patched layer its own repository lacks, rebuilt once from its base read back from
+    the registry into *workdir*, BEFORE any push: layer hex -> file. A patch that rebuilds to
+    other bytes or past its size is refused with nothing written to the site."""
+    out: dict[str, Path] = {}
     with bf.open() as fh:
-        for patch in todo:
-            base = load_base(reg, patch, repos_for(images, patch.digest))
-            name = f"{bf.bundle.path}: blobs/sha256/{patch.patch} (patch of layer sha256:{patch.digest[:12]})"
-            check_patch(base, bf.chunks(fh, patch.patch), patch.digest, patch.size, name=name)
+        for hexd, patch in sorted(bf.patches.items()):
+            if reg.blob_exists(repos_for(images, hexd)[0], f"sha256:{hexd}"):
+                continue  # an earlier, interrupted import pushed it
+            out[hexd] = rebuild_to_file(load_base(reg, patch, repos_for(images, hexd)), bf, fh, patch, workdir)
+    return out
+
+
+def drop_rebuilt(bf: BundleFile) -> None:
+    """Remove the rebuilt layers' files (after the push or load, or when it failed)."""
+    for path in bf.rebuilt.values():
+        path.unlink(missing_ok=True)
 
 
 # -- node-load mode -------------------------------------------------------------------------------
@@ -136,13 +150,7 @@ def rebuild_for_nodes(site: Site, bf: BundleFile, workdir: Path) -> dict[str, Pa
                     bases[patch.base] = base_from_node(api, node.name, patch.base, workdir)
                 with open(bases[patch.base], "rb") as bfh:
                     base = Base.load(patch.base, read_chunks(bfh, os.fstat(bfh.fileno()).st_size))
-                name = f"{bf.bundle.path}: blobs/sha256/{patch.patch} (patch of layer sha256:{hexd[:12]})"
-                tmp = workdir / f"{hexd}.partial"
-                with open(tmp, "wb") as out_fh:
-                    for chunk in apply_patch(base, bf.chunks(fh, patch.patch), hexd, patch.size, name=name):
-                        out_fh.write(chunk)
-                os.replace(tmp, workdir / f"{hexd}.layer")
-                out[hexd] = workdir / f"{hexd}.layer"
+                out[hexd] = rebuild_to_file(base, bf, fh, patch, workdir)
     finally:
         api.close()
         for path in bases.values():

@@ -7,12 +7,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from tvdeploy.audit.recorder import record
 from tvdeploy.bundle.images import BundleFile, BundleImage, needed_base
 from tvdeploy.bundle.sizes import format_size
 from tvdeploy.errors import ConnectionFailed, RefusedError, VerificationError
+from tvdeploy.execute.import_patches import drop_rebuilt
 from tvdeploy.execute.import_records import ImportResult, JournalFile, Moved
 from tvdeploy.execute.site_registry import ensure_registry, open_registry
 from tvdeploy.release import import_state as S
@@ -26,9 +28,10 @@ if TYPE_CHECKING:
 
 
 def check_delta_on_registry(reg: Registry, images: list[BundleImage], shipped: frozenset[str],
-                            where: str, bf: BundleFile | None = None) -> None:
+                            where: str, bf: BundleFile | None = None, workdir: Path | None = None) -> None:
     """Refuse a delta whose base blobs (patch bases included) are not all in the site registry,
-    or one of whose patches does not rebuild its signed layer, before any push."""
+    or one of whose patches does not rebuild its signed layer, before any push. The patched
+    layers are rebuilt into *workdir* (``bf.rebuilt``: the push sends those files)."""
     needed = needed_base(images, shipped, bf.patches if bf is not None else None)
     if not needed:
         return
@@ -50,9 +53,11 @@ def check_delta_on_registry(reg: Registry, images: list[BundleImage], shipped: f
     if refusal is not None:
         raise refusal
     if bf is not None and bf.patches:
-        from tvdeploy.execute.import_patches import check_patches
+        from tvdeploy.execute.import_patches import rebuild_from_registry
 
-        check_patches(reg, bf, images)
+        if workdir is None:
+            raise ValueError("a delta with patches needs a folder for the rebuilt layers")
+        bf.rebuilt = rebuild_from_registry(reg, bf, images, workdir)
 
 
 Archive = Callable[[], Iterator[bytes]]
@@ -91,14 +96,17 @@ def to_registry(site: Site, bf: BundleFile, images: list[BundleImage], pool: SSH
             record(site, "registry.deploy", objects=objects)
         holders: dict[str, str] = {}
         start = time.monotonic()
-        with bf.open() as fh:
-            for img in images:
-                stats = push_image(reg, bf, fh, img, images, holders, journal, jfile, reporter)
-                result.bytes_moved += stats.moved
-                result.bytes_skipped += stats.skipped
-                record(site, "bundle.import.image", objects=[
-                    {"type": "image", "name": f"{ep.host}/{img.repo}", "digest": img.digest,
-                     "moved_bytes": str(stats.moved), "skipped_bytes": str(stats.skipped)}])
+        try:
+            with bf.open() as fh:
+                for img in images:
+                    stats = push_image(reg, bf, fh, img, images, holders, journal, jfile, reporter)
+                    result.bytes_moved += stats.moved
+                    result.bytes_skipped += stats.skipped
+                    record(site, "bundle.import.image", objects=[
+                        {"type": "image", "name": f"{ep.host}/{img.repo}", "digest": img.digest,
+                         "moved_bytes": str(stats.moved), "skipped_bytes": str(stats.skipped)}])
+        finally:
+            drop_rebuilt(bf)  # patched layers rebuilt by check_delta_on_registry
         result.seconds["push"] = time.monotonic() - start
         start = time.monotonic()
         read_back(reg, images)
@@ -137,11 +145,11 @@ def push_image(reg: Registry, bf: BundleFile, fh: BinaryIO, img: BundleImage, im
             stats.present += 1
             reporter.advance(key, size, description=_describe(img, stats))
         elif hexd in bf.patches:
-            from tvdeploy.execute.import_patches import rebuilt, repos_for
-
-            chunks = rebuilt(reg, bf, fh, bf.patches[hexd], repos_for(images, hexd))
-            reg.upload_stream(img.repo, digest, chunks, size, location=location,
-                              progress=lambda n: reporter.advance(key, n))
+            if hexd not in bf.rebuilt:
+                raise RefusedError(f"{reg.where}: {img.repo}: patched layer {digest} was not rebuilt before the push")
+            with open(bf.rebuilt[hexd], "rb") as layer:  # rebuilt and checked by check_delta_on_registry
+                reg.upload_blob(img.repo, digest, layer, 0, size, location=location,
+                                progress=lambda n: reporter.advance(key, n))
             stats.moved += size
             stats.uploaded += 1
             reporter.advance(key, 0, description=_describe(img, stats))
