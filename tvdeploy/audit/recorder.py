@@ -41,6 +41,8 @@ MAX_ERROR = 4096
 
 # (private key path, inode, mtime) -> (key, key id): one load, one prompt per process.
 _KEY_CACHE: dict[tuple[str, int, int], tuple[Ed25519PrivateKey, str]] = {}
+# Sites whose log got a record in this process: the CLI copies them to the site afterwards.
+_PENDING: dict[str, Site] = {}
 
 
 def site_log_path(site: Site) -> Path:
@@ -163,8 +165,19 @@ def append_record(path: Path, *, event: str, site: str | None,
 def record(site: Site, event: str, *, objects: list[dict[str, str]] | None = None,
            outcome: str = "success", error: str | None = None) -> None:
     """Append a signed record of *event* on *site* to the site's audit log."""
-    append_record(site_log_path(site), event=event, site=site.site.name, objects=objects,
-                  outcome=outcome, error=error)
+    path = site_log_path(site)
+    try:
+        append_record(path, event=event, site=site.site.name, objects=objects, outcome=outcome, error=error)
+    finally:
+        _PENDING[str(path)] = site
+
+
+def take_pending() -> list[Site]:
+    """The sites recorded on since the last call (tvdeploy.execute.audit_site copies their logs
+    to the site's managers once per command)."""
+    sites = list(_PENDING.values())
+    _PENDING.clear()
+    return sites
 
 
 def record_global(event: str, *, objects: list[dict[str, str]] | None = None,

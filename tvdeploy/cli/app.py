@@ -71,6 +71,31 @@ def _print_error(message: str, details: list[str], verbose: int) -> None:
 
 def run(argv: list[str]) -> int:
     """Run the CLI on *argv* (without the program name) and return the exit code."""
+    try:
+        return _run(argv)
+    finally:
+        _copy_audit_to_site()
+
+
+def _copy_audit_to_site() -> None:
+    """Each site whose audit log got a record in this command: append it to the managers' copies
+    (tvdeploy.execute.audit_site). Never changes the exit code: a copy that could not be updated
+    is a warning, and the next command catches up."""
+    recorder = sys.modules.get("tvdeploy.audit.recorder")  # not loaded: nothing was recorded
+    if recorder is None:
+        return
+    for site in recorder.take_pending():
+        try:
+            from tvdeploy.execute.audit_site import replicate
+
+            problems = replicate(site)
+        except Exception as exc:  # noqa: BLE001 - a warning, never a failure of the command
+            problems = [f"site {site.site.name}: the site's copy of the audit log was not updated: {exc}"]
+        for line in problems:
+            print(f"warning: {line}", file=sys.stderr)
+
+
+def _run(argv: list[str]) -> int:
     from tvdeploy.errors import TvdeployError
 
     opts, rest = split_global_options(argv)

@@ -319,7 +319,10 @@ class SSHConnection:
                     err += data
                     self._stream(pending, "err", data)
                     got = True
-                if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+                # sshd may send the exit status before the last of a long output (still held back
+                # by the window): done only once EOF (or close) came too, and nothing is left.
+                if chan.exit_status_ready() and (chan.eof_received or chan.closed) \
+                        and not chan.recv_ready() and not chan.recv_stderr_ready():
                     break
                 if time.monotonic() > deadline:
                     raise ConnectionFailed(

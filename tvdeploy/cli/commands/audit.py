@@ -1,4 +1,5 @@
-"""tvdeploy audit verify LOG --key PUBKEY | show SITE | checkpoint SITE"""
+"""tvdeploy audit verify LOG --key PUBKEY | verify SITE | show SITE | checkpoint SITE | repair LOG
+(report and report-verify: tvdeploy.cli.commands.audit_report)"""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ audit_app = typer.Typer(help="Verify and read the signed, hash-chained audit log
 
 @audit_app.command("verify")
 def verify(
-    log: Path = typer.Argument(..., help="The audit log (audit.log).", show_default=False),
-    key: Path = typer.Option(..., "--key", help="Public key file of the operator who signed it.",
-                             show_default=False),
+    log: Path = typer.Argument(..., help="The audit log (audit.log), or a site file (.yaml): then the local "
+                               "log and each manager's copy.", show_default=False),
+    key: Path | None = typer.Option(None, "--key", help="Public key file of the operator who signed it "
+                                    "(required for a log file; default for a site: the operator key).",
+                                    show_default=False),
     checkpoints: Path | None = typer.Option(
         None, "--checkpoints",
         help="Signed checkpoints file; default: audit.checkpoints beside LOG when it exists.",
@@ -32,6 +35,11 @@ def verify(
     from tvdeploy.errors import VerificationError, require_file
     from tvdeploy.keys.store import read_public_key_file
 
+    if log.suffix in (".yaml", ".yml"):
+        _verify_site(log, key)
+        return
+    if key is None:
+        raise typer.BadParameter("--key is required to verify a log file")
     require_file(log, "audit log")
     public_key = read_public_key_file(key)
     if checkpoints is None and checkpoints_path(log).exists():
@@ -69,11 +77,23 @@ def show(
 
     model = load_site(site)
     path = site_log_path(model)
-    listing = read_records(path, last)
+    source = "local"
+    from tvdeploy.execute.audit_site import open_site_log, pinned_managers
+
+    if not path.exists() and pinned_managers(model):  # a lost laptop: the managers' copies
+        src = open_site_log(model)
+        try:
+            listing = read_records(src.log_path, last)
+        finally:
+            src.close()
+        source = src.source
+        warn(f"{path}: no local audit log; read from the site's copy on {source}")
+    else:
+        listing = read_records(path, last)
     if listing.torn:
         warn(f"{path}: the last record is incomplete (a write was interrupted)")
     if OPTIONS.json:
-        emit_json({"site": model.site.name, "log": str(path), "records": listing.records,
+        emit_json({"site": model.site.name, "log": str(path), "source": source, "records": listing.records,
                    "unreadable_lines": listing.unreadable})
         return
     if not listing.records:
@@ -81,6 +101,34 @@ def show(
         return
     table(f"audit log of {model.site.name}", ["seq", "time", "event", "actor", "objects", "outcome"],
           [summary(r) for r in listing.records])
+
+
+def _verify_site(site_file: Path, key: Path | None) -> None:
+    """`audit verify SITE`: the local log and every manager's copy, and what each side lacks."""
+    import sys
+
+    from tvdeploy.cli.common import load_site
+    from tvdeploy.cli.options import OPTIONS
+    from tvdeploy.cli.output import emit_json, out
+    from tvdeploy.errors import VerificationError
+    from tvdeploy.execute.audit_site import verify_site
+    from tvdeploy.keys.store import load_public_key, operator_key_name, read_public_key_file
+
+    model = load_site(site_file)
+    public_key = read_public_key_file(key) if key is not None else load_public_key(operator_key_name())
+    doc = verify_site(model, public_key)
+    problems = doc["problems"]
+    if OPTIONS.json:
+        emit_json(doc)
+        if problems:
+            print(f"error: {problems[0]}", file=sys.stderr)
+            raise typer.Exit(1)
+        return
+    if problems:
+        raise VerificationError(problems[0], details=problems[1:])
+    sides = ([f"local ({doc['local']['records']} records)"] if doc["local"] else ["no local log"]) + \
+        [f"node {c['node']} ({c['verify']['records']} records)" for c in doc["copies"]]
+    out(f"site {model.site.name}: audit log intact and identical on every side: {', '.join(sides)}")
 
 
 @audit_app.command("checkpoint")

@@ -86,10 +86,11 @@ def check(
     output: Path | None = typer.Option(None, "-o", "--output", help=OUTPUT_HELP),
 ) -> None:
     """Check the site against its policy packs; exit 1 on an unwaived finding at or above fail_on."""
+    from tvdeploy.audit.recorder import utc_now
     from tvdeploy.cli.common import load_site
     from tvdeploy.cli.output import reporter
     from tvdeploy.execute.policy_observe import observe, targets_for
-    from tvdeploy.policy import gate
+    from tvdeploy.policy import gate, last
     from tvdeploy.policy.model import TARGETS
 
     fmt = _format(fmt)
@@ -99,7 +100,9 @@ def check(
     site = load_site(site_file)
     targets = targets_for(target, bundle is not None)
     facts, _stats = observe(site, site_file, targets, bundle=bundle, release=release, reporter=reporter())
-    emit(gate.evaluate(site, site_file, facts, targets), fmt, output, str(site_file))
+    result = gate.evaluate(site, site_file, facts, targets)
+    last.save(site, result.to_dict(), utc_now(), str(site_file))  # for tvdeploy audit report
+    emit(result, fmt, output, str(site_file))
 
 
 @policy_app.command("check-bundle")
