@@ -5,7 +5,9 @@ and breaks dockerd's cgroup detection) into the node's network namespace, then
 ``unshare --mount --uts --pid --fork --mount-proc --propagation private --kill-child`` runs
 ``tini`` as the node's PID 1 (it reaps the orphans dockerd's shims leave), which runs the node's
 boot script: hostname, bind mounts of the node's own /etc/docker, /var/lib/docker, /etc/ssh,
-/var/log and init script, a tmpfs over /run, ``/etc/init.d/docker start``, then ``sshd -D``.
+/etc/hosts, /var/log and init script, a tmpfs over /run, ``/etc/init.d/docker start``, then
+``sshd -D``. /etc/hosts is the node's own (``etc-hosts``) because tvdeploy writes the site
+registry's name into it, as on a VM: the host's file must never see those lines.
 Killing the recorded ``unshare`` kills its child (--kill-child), the PID namespace's init,
 and with it every process of the node; the node's mounts vanish with its mount namespace.
 """
@@ -59,6 +61,7 @@ mkdir -p /run/sshd /run/lock
 mount --bind "$NODE_DIR/etc-docker" /etc/docker
 mount --bind "$NODE_DIR/docker" /var/lib/docker
 mount --bind "$NODE_DIR/etc-ssh" /etc/ssh
+mount --bind "$NODE_DIR/etc-hosts" /etc/hosts
 mount --bind "$NODE_DIR/log" /var/log
 mount --bind "$NODE_DIR/init.d-docker" /etc/init.d/docker
 /etc/init.d/docker start
@@ -66,6 +69,8 @@ exec /usr/sbin/sshd -D -e
 """
 
 NODE_DIRS = ("etc-docker", "docker", "etc-ssh", "log")
+HOSTS_FILE = "etc-hosts"  # the node's own /etc/hosts (kept across node restarts, wiped by reset)
+HOSTS = "127.0.0.1\tlocalhost\n127.0.1.1\t{name}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 
 
 WAIT_READY = """\
@@ -128,7 +133,22 @@ def prepare_node_dir(node_dir: Path, name: str, authorized_key: str) -> str:
     write_atomic(node_dir / "init.d-docker", script.encode(), 0o755)
     boot = BOOT_SCRIPT.format(name=name, node_dir=shlex.quote(str(node_dir)))
     write_atomic(node_dir / "boot.sh", boot.encode(), 0o755)
+    if not (node_dir / HOSTS_FILE).exists():
+        write_atomic(node_dir / HOSTS_FILE, HOSTS.format(name=name).encode(), 0o644)
     return host_pub
+
+
+def has_own_hosts(node: NodeRecord) -> bool:
+    """True when the running node has its own /etc/hosts mounted (nodes booted by an older
+    boot script share the host's file and must be restarted before tvdeploy writes to it)."""
+    pid = init_pid(node)
+    if pid is None:
+        return False
+    try:
+        info = Path(f"/proc/{pid}/mountinfo").read_text()
+    except OSError:
+        return False
+    return any(line.split()[4] == "/etc/hosts" for line in info.splitlines() if len(line.split()) > 4)
 
 
 def ensure_mount_points() -> None:

@@ -172,6 +172,12 @@ def _start_node(layout: LabLayout, st: LabState, rec: NodeRecord, lab_pub: str, 
         return host_pub
     if not rec.started:  # a record from before start times were kept
         rec.started = proc.start_time(rec.pid) or 0
+    if not nodes.has_own_hosts(rec):  # booted by an older boot script: shares the host's /etc/hosts
+        nodes.stop(rec)
+        nodes.launch(rec, node_dir)
+        save_state(layout.state_file, st)
+        result.created.append(f"{rec.name} (restarted: own /etc/hosts)")
+        return host_pub
     if not nodes.docker_ping(nodes.docker_socket(rec)):  # left stopped by `lab node stop`
         try:
             nodes.dockerd_service(rec, "start")
@@ -346,6 +352,7 @@ def reset(lab_dir: Path, reporter: Reporter | None = None) -> float:
         for sub in ("docker", "etc-docker", "log"):
             _remove_tree(node_dir / sub)
             (node_dir / sub).mkdir(mode=0o755)
+        (node_dir / nodes.HOSTS_FILE).unlink(missing_ok=True)  # written again by _start_node
         netns.clean_node_netns(rec.netns)
 
     with ThreadPoolExecutor(max_workers=4) as pool:
