@@ -71,6 +71,7 @@ def push(reg: Any, bundle: Path, trust: Path, work: Path, check: bool = True) ->
     from tests.unit.tls_helpers import make_site
     from tvdeploy.bundle.chunkbundle import verify_bundle_path
     from tvdeploy.bundle.images import BundleFile
+    from tvdeploy.execute.import_patches import drop_rebuilt
     from tvdeploy.execute.import_records import JournalFile
     from tvdeploy.execute.import_registry import check_delta_on_registry, push_image
     from tvdeploy.release import import_state as S
@@ -80,7 +81,8 @@ def push(reg: Any, bundle: Path, trust: Path, work: Path, check: bool = True) ->
     bf = BundleFile(verify_bundle_path(bundle, trust))
     images = bf.images()
     if check:
-        check_delta_on_registry(reg, images, bf.shipped, str(bundle), bf)
+        (work / "rebuilt").mkdir(parents=True, exist_ok=True)
+        check_delta_on_registry(reg, images, bf.shipped, str(bundle), bf, work / "rebuilt")
     site = make_site(work)
     jfile = JournalFile(site)
     journal = S.Journal(bf.bundle.manifest_sha256, "bench", 1, "site-registry")
@@ -88,6 +90,7 @@ def push(reg: Any, bundle: Path, trust: Path, work: Path, check: bool = True) ->
     with bf.open() as fh:
         for img in images:
             push_image(reg, bf, fh, img, images, {}, journal, jfile, NullReporter())
+    drop_rebuilt(bf)
     return time.perf_counter() - start
 
 
