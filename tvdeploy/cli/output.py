@@ -73,10 +73,16 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
 
     t = Table(title=title, show_lines=False)
     for col in columns:
-        t.add_column(col)
+        t.add_column(col, overflow="fold")
     for row in rows:
         t.add_row(*["" if v is None else str(v) for v in row])
-    _console().print(t)
+    console = _console()
+    if not console.is_terminal:
+        # A pipe or a file has no width: never cut a value (a digest, a time) to fit 80 columns.
+        from rich.console import Console
+
+        console = Console(no_color=OPTIONS.no_color, highlight=False, soft_wrap=True, width=4096)
+    console.print(t)
 
 
 def stdin_is_terminal() -> bool:

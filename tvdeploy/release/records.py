@@ -128,6 +128,7 @@ class HistoryRecord:
     error: str = ""
     changed: tuple[str, ...] = ()
     hotfix_service: str = ""
+    hotfix_release: str = ""  # the release a hot-fix took its digest from
 
     @property
     def succeeded(self) -> bool:
@@ -137,7 +138,7 @@ class HistoryRecord:
         return {"release": self.release, "sequence": self.sequence, "kind": self.kind, "outcome": self.outcome,
                 "time": self.time, "operator": self.operator, "manifest_sha256": self.manifest_sha256,
                 "signers": list(self.signers), "error": self.error, "changed": list(self.changed),
-                "hotfix_service": self.hotfix_service,
+                "hotfix_service": self.hotfix_service, "hotfix_release": self.hotfix_release,
                 "services": {k: v.to_json() for k, v in sorted(self.services.items())}}
 
     @classmethod
@@ -158,7 +159,7 @@ class HistoryRecord:
                    _str(doc, "time", where), str(doc.get("operator", "")), services,
                    str(doc.get("manifest_sha256", "")), tuple(str(s) for s in doc.get("signers") or []),
                    str(doc.get("error", "")), tuple(str(s) for s in doc.get("changed") or []),
-                   str(doc.get("hotfix_service", "")))
+                   str(doc.get("hotfix_service", "")), str(doc.get("hotfix_release", "")))
 
 
 def history_name(sequence: int, time: str, nonce: str) -> str:

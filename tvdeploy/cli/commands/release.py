@@ -26,9 +26,9 @@ def render_cmd(site: Path = SITE, release: str = RELEASE) -> None:
     from tvdeploy.cli.common import load_site
     from tvdeploy.cli.options import OPTIONS
     from tvdeploy.cli.output import emit_json
-    from tvdeploy.execute.release_deploy import prepare
+    from tvdeploy.execute.release_deploy import Target, prepare
 
-    p = prepare(load_site(site), release, check_registry=False)
+    p = prepare(load_site(site), Target("deploy", release), check_registry=False)
     p.api.close()
     if OPTIONS.json:
         emit_json(p.rendered.compose)
@@ -73,48 +73,93 @@ def _render_plan(plan: Any, not_ready: list[str]) -> None:
         warn(p)
 
 
-@release_app.command("plan")
-def plan_cmd(
-    site: Path = SITE, release: str = RELEASE,
-    detailed_exitcode: bool = typer.Option(False, "--detailed-exitcode", help="Exit 2 when something would change."),
-) -> None:
-    """What deploy would change, per service; checks digests, quorum and secrets first. Changes nothing."""
-    from tvdeploy.cli.common import load_site, plan_exit
+def _plan_and_exit(model: Any, target: Any, detailed_exitcode: bool) -> None:
+    from tvdeploy.cli.common import plan_exit
     from tvdeploy.cli.options import OPTIONS
     from tvdeploy.cli.output import emit_json
     from tvdeploy.errors import RefusedError
     from tvdeploy.execute.release_deploy import plan
 
-    p, not_ready = plan(load_site(site), release)
+    p = plan(model, target)
     if OPTIONS.json:
-        emit_json({**p.to_json(), "not_ready": not_ready})
+        emit_json({**p.plan.to_json(), "kind": target.kind, "not_ready": p.not_ready})
     else:
-        _render_plan(p, not_ready)
-    if p.problems:
-        raise RefusedError(p.problems[0], details=p.problems[1:])
-    plan_exit(p.changes, detailed_exitcode)
+        _render_plan(p.plan, p.not_ready)
+    if p.plan.problems:
+        raise RefusedError(p.plan.problems[0], details=p.plan.problems[1:])
+    plan_exit(p.plan.changes, detailed_exitcode)
+
+
+DETAILED = typer.Option(False, "--detailed-exitcode", help="Exit 2 when something would change, 0 when nothing would.")
+
+
+@release_app.command("plan")
+def plan_cmd(site: Path = SITE, release: str = RELEASE, detailed_exitcode: bool = DETAILED) -> None:
+    """What deploy would change, per service; checks digests, quorum and secrets first. Changes nothing."""
+    from tvdeploy.cli.common import load_site
+    from tvdeploy.execute.release_deploy import Target
+
+    _plan_and_exit(load_site(site), Target("deploy", release), detailed_exitcode)
+
+
+def _run(site: Path, target: Any, question: str) -> None:
+    from tvdeploy.cli.common import load_site
+    from tvdeploy.cli.options import OPTIONS
+    from tvdeploy.cli.output import confirm, emit_json_line, out, reporter
+    from tvdeploy.execute.release_deploy import run
+
+    model = load_site(site)
+    confirm(f"{question} on site {model.site.name}?")
+    result = run(model, site, target, reporter(events=True))
+    if OPTIONS.json:
+        emit_json_line({"event": "result", **result.to_json()})
+    elif not result.changed and not result.removed:
+        out(f"release {result.release}: nothing to do, every service converged")
+    else:
+        out(f"{target.kind} of release {result.release} done in {result.seconds:.1f} s: "
+            f"{', '.join(result.changed) if len(result.changed) < 4 else f'{len(result.changed)} services'} changed"
+            + (f", removed {', '.join(result.removed)}" if result.removed else ""))
 
 
 @release_app.command("deploy")
 def deploy_cmd(site: Path = SITE, release: str = RELEASE) -> None:
     """Deploy RELEASE tier by tier (data, apps, fronts), each converged and healthy before the next;
     on a failed gate every changed service goes back to its previous spec."""
-    from tvdeploy.cli.common import load_site
-    from tvdeploy.cli.options import OPTIONS
-    from tvdeploy.cli.output import confirm, emit_json_line, out, reporter
-    from tvdeploy.execute.release_deploy import deploy
+    from tvdeploy.execute.release_deploy import Target
 
-    model = load_site(site)
-    confirm(f"deploy release {release} to site {model.site.name}?")
-    result = deploy(model, site, release, reporter(events=True))
-    if OPTIONS.json:
-        emit_json_line({"event": "result", **result.to_json()})
+    _run(site, Target("deploy", release), f"deploy release {release}")
+
+
+@release_app.command("hotfix")
+def hotfix_cmd(
+    site: Path = SITE,
+    service: str = typer.Argument(..., help="The service to change (its name in the release manifest).",
+                                  show_default=False),
+    release: str = typer.Option(..., "--release", help="The imported release that carries the fixed image."),
+) -> None:
+    """Change only SERVICE to its digest in RELEASE, health-gated, rolled back by itself on failure."""
+    from tvdeploy.execute.release_deploy import Target
+
+    _run(site, Target("hotfix", release, service), f"hot-fix {service} from release {release}")
+
+
+@release_app.command("rollback")
+def rollback_cmd(
+    site: Path = SITE,
+    to: str = typer.Option(None, "--to", help="The release to return to (default: the previous one in the history)."),
+    plan_only: bool = typer.Option(False, "--plan", help="Show the rollback's plan; change nothing."),
+    detailed_exitcode: bool = DETAILED,
+) -> None:
+    """Return the whole stack to the previous release (or --to RELEASE), checking first that every
+    image it needs is still in the site registry."""
+    from tvdeploy.cli.common import load_site
+    from tvdeploy.execute.release_deploy import Target
+
+    target = Target("rollback", to)
+    if plan_only or detailed_exitcode:
+        _plan_and_exit(load_site(site), target, detailed_exitcode)
         return
-    if not result.changed and not result.removed:
-        out(f"release {result.release}: nothing to do, every service converged")
-        return
-    out(f"release {result.release} deployed in {result.seconds:.1f} s: {len(result.changed)} services changed"
-        + (f", removed {', '.join(result.removed)}" if result.removed else ""))
+    _run(site, target, "roll back" + (f" to release {to}" if to else " to the previous release"))
 
 
 @release_app.command("history")
