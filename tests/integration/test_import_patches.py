@@ -171,3 +171,21 @@ def test_bad_patch_is_refused_before_any_push(reg, tmp_path: Path, trust, kind: 
     assert not reg.blob_exists("trueverit/cloud", f"sha256:{sha(NEW_APP)}")
     assert reg.manifest_digest("trueverit/cloud", "2") is None
     assert list((tmp_path / "rebuilt").iterdir()) == []  # no partial rebuild left behind
+
+
+def test_compressed_delta_split_into_chunks_imports(reg, tmp_path: Path, trust) -> None:
+    from tvdeploy.bundle.chunkbundle import verify_bundle_path
+    from tvdeploy.bundle.chunksplit import split_bundle
+    from tvdeploy.bundle.compress import compress_file
+    from tvdeploy.keys.store import key_id
+
+    have = v1_on_registry(reg, tmp_path, trust)
+    plain = patched_delta(tmp_path, have)
+    bk.sign_with(plain, trust[0])
+    packed = compress_file(plain, tmp_path / "v2.tar.zst").path
+    media = tmp_path / "media"
+    split_bundle(packed, 64 * 1024, media, [(trust[0], key_id(trust[0].public_key()))])
+    ver = verify_bundle_path(media, trust[1])
+    assert ver.chunks is not None and ver.verified.bundle.compressed
+    import_delta(reg, ver, tmp_path)
+    assert b"".join(reg.get_blob("trueverit/cloud", f"sha256:{sha(NEW_APP)}", len(NEW_APP))) == NEW_APP
