@@ -63,6 +63,22 @@ def verify_and_check(site: Site, path: Path, trust_path: Path, pool: SSHPool,
     return verified, last
 
 
+def policy_gate(site: Site, site_path: Path, verified: PathVerified, trust_path: Path) -> None:
+    """The image and bundle rules (tvdeploy.policy.gate) over the verified bundle, before any
+    change: refused naming the rules. A chunk folder is read through its chunks."""
+    from tvdeploy.policy.gate import check_bundle
+
+    bundle = verified.verified.bundle
+    bf = BundleFile(verified)
+    with bf.open() as fh:
+        result = check_bundle(site, site_path, Path(bundle.path), trust_root=trust_path,
+                              fileobj=fh if verified.chunks is not None else None)
+    if result.blocking:
+        message = f"policy gate: {result.message()}"
+        record(site, "bundle.import", objects=[_bundle_object(bundle)], outcome="refused", error=message[:500])
+        raise RefusedError(message)
+
+
 def _bundle_object(bundle: Bundle) -> dict[str, str]:
     rel = bundle.release
     return {"type": "bundle", "name": str(bundle.path), "digest": f"sha256:{bundle.manifest_sha256}",

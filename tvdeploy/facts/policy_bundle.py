@@ -158,13 +158,14 @@ def _signatures(bundle: Any, trust_root: Path | None, now: datetime) -> BundleFa
 
 
 def gather(bundle_path: Path, trust_root: Path | None, now: datetime,
-           reporter: Any = None) -> tuple[BundleFacts, tuple[ImageFacts, ...]]:
-    """Read *bundle_path* once (strictly) and return its bundle and image facts."""
+           reporter: Any = None, fileobj: Any = None) -> tuple[BundleFacts, tuple[ImageFacts, ...]]:
+    """Read *bundle_path* once (strictly) and return its bundle and image facts; *fileobj*: the
+    bundle's bytes from elsewhere (the chunks of a chunk folder, in order)."""
     from tvdeploy.bundle.reader import read_bundle
 
     with tempfile.TemporaryDirectory(prefix="tvdeploy-policy-") as tmp:
         blobs = Path(tmp)
-        bundle = read_bundle(bundle_path, reporter=reporter, sink=_Staging(blobs))
+        bundle = read_bundle(bundle_path, reporter=reporter, sink=_Staging(blobs), fileobj=fileobj)
         cache: dict[str, LayerScan] = {}
         images = tuple(image_facts(svc, ref, blobs, cache) for svc, ref in sorted(bundle.release["images"].items()))
         return _signatures(bundle, trust_root, now), images

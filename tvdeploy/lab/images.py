@@ -124,6 +124,7 @@ def app_dockerfile(service: str, version: str, size: str) -> str:
         "EXPOSE 8080\n"
         "HEALTHCHECK --interval=5s --timeout=4s --start-period=5s --retries=3 "
         'CMD ["/bin/wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/health/"]\n'
+        'USER 65534:65534\n'
         'ENTRYPOINT ["/bin/sh", "/app/start.sh"]\n'
     )
 

@@ -40,6 +40,8 @@ class LabSiteInputs:
     gateway: str
     nodes: list[SiteNode]
     vcenter: VcenterSection | None
+    approver_key: str | None = None  # the lab approver's public key (tvdeploy/lab/waivers.py)
+    waivers: tuple[str, ...] = ()
 
 
 def node_entry(node: SiteNode) -> dict[str, Any]:
@@ -94,6 +96,12 @@ def render_site(inputs: LabSiteInputs) -> str:
     parts.append("# No IPVS here either for service VIPs: services are found by DNS round robin.\n")
     parts.append(_dump({"stack": {"values": {"endpoint_mode": "dnsrr"},
                                   "secrets": {"trueverit": f"file:{d}/secrets/stack_secret"}}}))
+    if inputs.approver_key:
+        parts.append("# The lab's deviations, waived by signed waivers (re-signed by every `lab up`).\n")
+        parts.append(_dump({"policies": {
+            "packs": ["cis-docker", "trueverit"], "fail_on": "high", "waivers": list(inputs.waivers),
+            "approvers": [{"name": "lab-approver", "key": inputs.approver_key}],
+        }}))  # fmt: skip
     parts.append("# The lab's operator state (CA, certificates, audit log) stays inside the lab dir.\n")
     parts.append(_dump({"state_dir": f"{d}/state"}))
     return "".join(parts)

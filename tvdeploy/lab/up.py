@@ -235,9 +235,13 @@ def site_nodes(st: LabState) -> list[SiteNode]:
 
 
 def write_site_file(layout: LabLayout, st: LabState, vc: Any) -> None:
+    from tvdeploy.lab.waivers import ensure as ensure_waivers
+
+    waived = ensure_waivers(layout.dir)
     inputs = LabSiteInputs(
         lab_dir=str(layout.dir), subnet=st.subnet, gateway=str(layout.gateway),
         nodes=site_nodes(st), vcenter=vcenter_link.section(vc) if vc is not None else None,
+        approver_key=str(waived.approver_key), waivers=tuple(str(p) for p in waived.files),
     )  # fmt: skip
     text = render_site(inputs).encode()
     if not layout.site_file.exists() or layout.site_file.read_bytes() != text:

@@ -50,11 +50,13 @@ def check_stack(site: Any, site_path: Path, compose: dict[str, Any], now: dateti
     return evaluate(site, site_path, facts, ("stack",), now)
 
 
-def check_bundle(site: Any, site_path: Path, bundle_path: Path, now: datetime | None = None) -> PolicyResult:
-    """The image and bundle rules over *bundle_path*, against the site's trust root."""
+def check_bundle(site: Any, site_path: Path, bundle_path: Path, now: datetime | None = None,
+                 trust_root: Path | None = None, fileobj: Any = None) -> PolicyResult:
+    """The image and bundle rules over *bundle_path* (or its bytes in *fileobj*: a chunk folder),
+    against *trust_root* (default: the site's)."""
     from tvdeploy.facts.policy_bundle import gather
 
     current = _now(now)
-    root = Path(site.trust.root) if site.trust.root else None
-    bundle, images = gather(Path(bundle_path), root, current)
+    root = Path(trust_root) if trust_root else (Path(site.trust.root) if site.trust.root else None)
+    bundle, images = gather(Path(bundle_path), root, current, fileobj=fileobj)
     return evaluate(site, site_path, PolicyFacts(images=images, bundle=bundle), ("image", "bundle"), current)

@@ -25,7 +25,7 @@ def import_bundle(
     from tvdeploy.cli.common import load_site
     from tvdeploy.cli.options import OPTIONS
     from tvdeploy.cli.output import confirm, emit_json, out, reporter
-    from tvdeploy.execute.import_bundle import import_verified, verify_and_check
+    from tvdeploy.execute.import_bundle import import_verified, policy_gate, verify_and_check
     from tvdeploy.execute.ssh_pool import open_pool
 
     model = load_site(site)
@@ -38,6 +38,7 @@ def import_bundle(
     rep = reporter()
     with open_pool(model, reporter=rep) as pool:
         verified, last = verify_and_check(model, bundle, trust_root, pool, rep)
+        policy_gate(model, site, verified, trust_root)
         rel = verified.verified.bundle.release
         since = f" (last import: {last.release}, sequence {last.sequence})" if last else " (first import)"
         if not OPTIONS.json:
