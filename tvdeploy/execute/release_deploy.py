@@ -80,8 +80,8 @@ def prepare(site: Site, target: Target, check_registry: bool = True) -> Prepared
         specs = build_specs(rendered.model, rendered.stack_name)
         problems = swarm_problems(facts)
         if check_registry:
-            problems += registry_problems(site, specs if target.kind != "hotfix" else
-                                          {target.service: specs[str(target.service)]})
+            only = {str(target.service): specs[str(target.service)]} if target.kind == "hotfix" else specs
+            problems += registry_problems(site, only)
         nets = sorted({n["Target"] for s in specs.values() for n in s["TaskTemplate"]["Networks"]})
         p = plan_release(release.release, release.sequence, specs, rendered.tiers, observed_view(facts),
                          list(rendered.secrets), [d.name for d in rendered.model.configs.values() if d.name],
