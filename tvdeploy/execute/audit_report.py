@@ -96,11 +96,17 @@ def _swarm_certs(site: Site) -> dict[str, str | None]:
     """Each node's swarm node certificate expiry (read over SSH; swarm rotates it itself)."""
     from cryptography import x509
 
+    from tvdeploy.execute.audit_site import pinned_nodes
     from tvdeploy.execute.ssh_pool import open_pool
     from tvdeploy.parallel import for_each
 
+    pinned = {n.name for n in pinned_nodes(site)}
+    if not pinned:
+        raise TvdeployError(f"{site.ssh.known_hosts}: no node's SSH host key is pinned yet")
     with open_pool(site) as pool:
         def one(name: str) -> str | None:
+            if name not in pinned:  # never a new trust decision from a report
+                return None
             try:
                 pem = pool.get(name).get_file(SWARM_NODE_CERT)
                 cert = x509.load_pem_x509_certificate(pem)
@@ -196,6 +202,7 @@ def _log(site: Site, public_key: Ed25519PublicKey, copies: Any) -> dict[str, Any
 def gather(site: Site, site_file: Path, *, since: str | None, trust_path: Path | None, public_key: Ed25519PublicKey,
            key_id: str, key_name: str) -> tuple[report_model.ReportFacts, dict[str, float]]:
     from tvdeploy.execute import audit_site
+    from tvdeploy.execute.swarm_session import client_cert
     from tvdeploy.keys.store import key_names
     from tvdeploy.policy import last
     from tvdeploy.release import views
@@ -212,10 +219,17 @@ def gather(site: Site, site_file: Path, *, since: str | None, trust_path: Path |
                 timings[name] = round(time.monotonic() - t0, 3)
         return run
 
+    def api(fn: Callable[[Site], Any]) -> Callable[[], Any]:
+        def run() -> Any:
+            if client_cert(site) is None:  # nothing to connect with: ask no node
+                raise TvdeployError("no operator client certificate (tls apply / swarm bootstrap first)")
+            return fn(site)
+        return run
+
     jobs = {
-        "vms": lambda: _vms(site), "swarm": lambda: _swarm(site), "tls_expiry": lambda: _tls_expiry(site),
-        "swarm_cert_expiry": lambda: _swarm_certs(site), "status": lambda: views.status(site),
-        "releases": lambda: views.list_releases(site), "history": lambda: views.history(site),
+        "vms": lambda: _vms(site), "swarm": api(_swarm), "tls_expiry": api(_tls_expiry),
+        "swarm_cert_expiry": lambda: _swarm_certs(site), "status": api(views.status),
+        "releases": api(views.list_releases), "history": api(views.history),
         "copies": lambda: audit_site.fetch(site, compare_local=True),
     }
     with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="tvdeploy-report") as pool:
@@ -244,6 +258,23 @@ def _utc(now: datetime) -> str:
 
 # --- secrets ------------------------------------------------------------------------------------
 
+def learn_site_secrets(site: Site) -> None:
+    """Resolve every secret reference of the site file (vCenter password, CA passphrase, stack
+    secrets) so the scrub knows their values; one that cannot be resolved cannot leak either."""
+    from tvdeploy.config.secrets import resolve_secret
+
+    refs = {"pki.ca_passphrase": site.pki.ca_passphrase,
+            **{f"stack.secrets.{k}": v for k, v in site.stack.secrets.items()}}
+    if site.vcenter is not None:
+        refs["vcenter.password"] = site.vcenter.password
+    for key_path, ref in refs.items():
+        if ref:
+            try:
+                resolve_secret(str(ref), key_path)
+            except TvdeployError:
+                log.debug("%s: not resolvable here", key_path)
+
+
 def scrub(doc: Any) -> Any:
     """*doc* with every secret value this process resolved masked; refuses one that still looks
     like a secret (a private key, a Secret object)."""
@@ -269,7 +300,7 @@ def scrub(doc: Any) -> Any:
 
 def write_report(site: Site, site_file: Path, out_dir: Path, *, pdf: bool, since: str | None,
                  trust_path: Path | None) -> ReportResult:
-    from tvdeploy.audit.recorder import record, signing_key
+    from tvdeploy.audit.recorder import record, signing_key, site_log_path
     from tvdeploy.keys.store import operator_key_name
 
     if pdf:
@@ -279,6 +310,7 @@ def write_report(site: Site, site_file: Path, out_dir: Path, *, pdf: bool, since
     facts, timings = gather(site, site_file, since=since, trust_path=trust_path, public_key=key.public_key(),
                             key_id=kid, key_name=operator_key_name())
     t1 = time.monotonic()
+    learn_site_secrets(site)
     doc = scrub(report_model.build(facts))
     files = {"report.json": report_render.render_json(doc), "report.html": report_render.render_html(doc)}
     if pdf:
@@ -295,8 +327,11 @@ def write_report(site: Site, site_file: Path, out_dir: Path, *, pdf: bool, since
         state.write_atomic(out_dir / f"{name}.sig", report_sign.signature_doc(name, data, key, kid), mode=0o644)
         digests[name] = hashlib.sha256(data).hexdigest()
     timings |= {"gather": round(t1 - t0, 3), "render": round(t2 - t1, 3), "total": round(time.monotonic() - t0, 3)}
-    record(site, "audit.report", objects=[{"type": "report", "name": name, "digest": f"sha256:{d}"}
-                                          for name, d in digests.items()])
+    if site_log_path(site).exists():
+        # Without the local log (a lost laptop) a record would start a second chain that the
+        # site's copies could not take: the report is read-only, so nothing is recorded then.
+        record(site, "audit.report", objects=[{"type": "report", "name": name, "digest": f"sha256:{d}"}
+                                              for name, d in digests.items()])
     return ReportResult(out_dir, digests, doc, timings)
 
 

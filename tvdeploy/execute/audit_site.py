@@ -61,15 +61,22 @@ class SiteLog:
             self.tmp.cleanup()
 
 
-def pinned_managers(site: Site) -> list[Node]:
-    """Managers whose host key is pinned already (nothing else is asked)."""
+def pinned_nodes(site: Site, managers_only: bool = False) -> list[Node]:
+    """Nodes whose SSH host key is pinned already (nothing else is asked)."""
     from tvdeploy.connectors.ssh import KnownHosts, hostkey_name
 
+    if not site.ssh.known_hosts.exists():
+        return []
     try:
         known = KnownHosts(site.ssh.known_hosts)
     except TvdeployError:
         return []
-    return [n for n in site.managers if known.lookup(hostkey_name(str(n.address), site.ssh.port))]
+    nodes = site.managers if managers_only else site.nodes
+    return [n for n in nodes if known.lookup(hostkey_name(str(n.address), site.ssh.port))]
+
+
+def pinned_managers(site: Site) -> list[Node]:
+    return pinned_nodes(site, managers_only=True)
 
 
 def _pool(site: Site) -> SSHPool:
@@ -257,3 +264,43 @@ def problems(doc: dict[str, Any]) -> list[str]:
             out.append(f"{b['file']}: line {b['line']} (seq {b['seq']}): {b['reason']}")
     out += [g["message"] for g in doc.get("gaps", [])]
     return out
+
+
+def restore(site: Site, public_key: Ed25519PublicKey) -> tuple[str, int]:
+    """A new operator machine (the old one lost): copy the longest site copy that verifies against
+    *public_key* to the local log path, so the chain goes on where the site's copies end.
+    Returns (node, records). Refuses when a local log exists."""
+    from tvdeploy import state
+    from tvdeploy.audit.verify import verify_log
+    from tvdeploy.errors import RefusedError, VerificationError
+
+    local = site_log_path(site)
+    if local.exists():
+        raise RefusedError(f"{local}: a local audit log exists; restore only fills a missing one")
+    copies = [c for c in fetch(site) if c.log is not None]
+    if not copies:
+        raise TvdeployError(f"site {site.site.name}: no manager holds a readable copy of the audit log")
+    good: list[tuple[int, Copy]] = []
+    reasons = []
+    with tempfile.TemporaryDirectory(prefix="tvdeploy-audit-") as tmp:
+        for c in copies:
+            path = Path(tmp) / f"{c.node}.log"
+            path.write_bytes(c.log or b"")
+            cps = None
+            if c.checkpoints is not None:
+                cps = checkpoints_path(path)
+                cps.write_bytes(c.checkpoints)
+            result = verify_log(path, public_key, cps)
+            if result.valid:
+                good.append((result.records, c))
+            else:
+                bad = result.first_bad
+                reasons.append(f"node {c.node}: seq {bad.seq if bad else '?'}: {bad.reason if bad else ''}")
+    if not good:
+        raise VerificationError(f"site {site.site.name}: no copy of the audit log verifies with the key: "
+                                + "; ".join(reasons))
+    records, best = max(good, key=lambda pair: pair[0])
+    if best.checkpoints is not None:
+        state.write_atomic(checkpoints_path(local), best.checkpoints, mode=0o600)
+    state.write_atomic(local, best.log or b"", mode=0o600)
+    return best.node, records

@@ -84,3 +84,28 @@ def report_verify(
         emit_json({"directory": str(directory), "valid": True, "key_id": key_id(public_key), "files": files})
         return
     out(f"{directory}: {', '.join(files)} signed by key {key_id(public_key)[:16]}: intact")
+
+
+@audit_app.command("restore")
+def restore(
+    site: Path = typer.Argument(..., help=SITE_ARG_HELP, show_default=False),
+    key: Path | None = typer.Option(None, "--key", help="Public key the copy must verify with "
+                                    "(default: the operator key).", show_default=False),
+) -> None:
+    """On a new operator machine: copy the site's audit log (the longest manager copy that
+    verifies) to the local state, so new records continue its chain."""
+    from tvdeploy.audit.recorder import record
+    from tvdeploy.cli.common import load_site
+    from tvdeploy.cli.options import OPTIONS
+    from tvdeploy.cli.output import emit_json, out
+    from tvdeploy.execute.audit_site import restore as restore_log
+    from tvdeploy.keys.store import load_public_key, operator_key_name, read_public_key_file
+
+    model = load_site(site)
+    public_key = read_public_key_file(key) if key is not None else load_public_key(operator_key_name())
+    node, records = restore_log(model, public_key)
+    record(model, "audit.restore", objects=[{"type": "node", "name": node, "records": str(records)}])
+    if OPTIONS.json:
+        emit_json({"site": model.site.name, "from": node, "records": records})
+        return
+    out(f"audit log of {model.site.name} restored from node {node}: {records} records")
