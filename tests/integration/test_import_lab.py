@@ -339,9 +339,9 @@ def test_node_load_mode_gives_every_node_the_images_with_matching_ids(cli: Any, 
                 info = clients[node.name].api.inspect_image(inventory[svc]["config"])
                 assert info["Id"] == inventory[svc]["config"] == result["images"][svc], (node.name, svc)
                 assert img["reference"] in info["RepoTags"], (node.name, svc)
-    # Again: every image is there, nothing moves; refused as already imported.
+    # Again: every image is there, nothing moves; a no-op that says so (issue 16: idempotent).
     r = cli("bundle", "import", site_file, lab.v1, "--trust", lab.trust, "--yes")
-    assert r.code == 1 and "already imported" in r.stderr
+    assert r.code == 0 and "already imported" in r.stdout
     r = cli("bundle", "inventory", site_file, "-o", tmp_path / "have.json", "--json")
     assert r.code == 0, r.stderr
     from tvdeploy.bundle.inventory import read_inventory

@@ -57,14 +57,18 @@ def latest(records: list[Completed | None]) -> Completed | None:
     return max(found, key=lambda r: r.sequence) if found else None
 
 
+class AlreadyImported(RefusedError):
+    """The same bundle again: nothing to do (the command says so and succeeds)."""
+
+
 def check_replay(release: str, sequence: int, manifest_sha256: str, last: Completed | None) -> None:
     """Refuse a bundle that is not newer than the last completed import (replay / rollback).
-    The same bundle again is refused too: it was imported in full already."""
+    The same bundle again raises AlreadyImported: it was imported in full already, a no-op."""
     if last is None or sequence > last.sequence:
         return
     if manifest_sha256 == last.manifest_sha256:
-        raise RefusedError(f"release {release} (sequence {sequence}) is already imported on this site; "
-                           "nothing to do")
+        raise AlreadyImported(f"release {release} (sequence {sequence}) is already imported on this site; "
+                              "nothing to do")
     raise RefusedError(f"release {release} has sequence {sequence}, not greater than the last completed "
                        f"import on this site (release {last.release}, sequence {last.sequence}): refused "
                        "(replay or rollback of an older bundle)")

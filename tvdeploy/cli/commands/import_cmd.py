@@ -27,6 +27,7 @@ def import_bundle(
     from tvdeploy.cli.output import confirm, emit_json, out, reporter
     from tvdeploy.execute.import_bundle import import_verified, policy_gate, verify_and_check
     from tvdeploy.execute.ssh_pool import open_pool
+    from tvdeploy.release.import_state import AlreadyImported
 
     model = load_site(site)
     trust_root = trust_root or model.trust.root
@@ -37,7 +38,14 @@ def import_bundle(
     signing_key()  # no audit key, no import: fail before reading gigabytes
     rep = reporter()
     with open_pool(model, reporter=rep) as pool:
-        verified, last = verify_and_check(model, bundle, trust_root, pool, rep)
+        try:
+            verified, last = verify_and_check(model, bundle, trust_root, pool, rep)
+        except AlreadyImported as same:  # the same bundle again: a no-op, like `apply` on a converged site
+            if OPTIONS.json:
+                emit_json({"already_imported": True, "message": same.message})
+            else:
+                out(f"{bundle}: {same.message}")
+            return
         policy_gate(model, site, verified, trust_root)
         rel = verified.verified.bundle.release
         since = f" (last import: {last.release}, sequence {last.sequence})" if last else " (first import)"
