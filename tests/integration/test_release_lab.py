@@ -164,3 +164,44 @@ def test_a_second_operator_machine_reads_the_same_history(rlab: ReleaseLab, tmp_
     theirs = rlab.json("release", "history", other_site, home=other_home)
     assert theirs == mine and len(theirs) >= 4
     assert not (other_state / "releases").exists()
+
+
+def test_policy_check_of_the_deployed_site_passes_at_high(rlab: ReleaseLab) -> None:
+    proc = rlab.tv("policy", "check", rlab.site, "--format", "json")
+    doc = json.loads(proc.stdout)
+    blocking = [f for f in doc["findings"] if f["status"] == "fail" and f["severity"] in ("critical", "high")]
+    assert proc.returncode == 0, blocking
+    assert any(f["status"] == "waived" for f in doc["findings"])  # the lab's signed waivers
+
+
+def test_the_gate_refuses_a_bad_stack_naming_each_rule_and_nothing_changes(rlab: ReleaseLab, tmp_path: Path) -> None:
+    import yaml
+
+    from tvdeploy.resources import templates_dir
+
+    text = (templates_dir() / "trueverit" / "stack.yml.j2").read_text()
+    bad = (text
+           .replace('    image: {{ s.image|tojson }}\n',
+                    '    image: {{ (s.image.split("@")[0] ~ ":latest")|tojson }}\n'
+                    '    environment: {DB_PASSWORD: "not-a-real-password-1"}\n'
+                    '    cap_add: ["SYS_ADMIN"]\n')
+           .replace('    networks:\n{%- for net in s.networks %}', '    networks:\n      host: {}\n{%- for net in s.networks %}')
+           .replace('memory: {{ v.resources.memory|tojson }}, ', '')
+           .replace('networks:\n{%- for key, name in networks|dictsort %}',
+                    'networks:\n  host: {external: true, name: host}\n{%- for key, name in networks|dictsort %}'))
+    own = tmp_path / "template"
+    own.mkdir()
+    (own / "stack.yml.j2").write_text(bad)
+    doc = yaml.safe_load(rlab.site.read_text())
+    doc["stack"]["template"] = str(own / "stack.yml.j2")
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump(doc))
+    before = running_digests(rlab)
+    proc = rlab.tv("release", "deploy", site, "lab-v2", "--yes")
+    assert proc.returncode == 1, proc.stdout
+    error = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(error) == 1 and "policy gate" in error[0], proc.stderr
+    for needle in ("secret", "digest", "host", "capabilit", "memory"):  # one rule each, by its title
+        assert needle in error[0].lower(), (needle, error[0])
+    assert "not-a-real-password-1" not in proc.stderr + proc.stdout
+    assert running_digests(rlab) == before

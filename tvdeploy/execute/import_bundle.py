@@ -74,7 +74,7 @@ def policy_gate(site: Site, site_path: Path, verified: PathVerified, trust_path:
         result = check_bundle(site, site_path, Path(bundle.path), trust_root=trust_path,
                               fileobj=fh if verified.chunks is not None else None)
     if result.blocking:
-        message = f"policy gate: {result.message()}"
+        message = result.message()
         record(site, "bundle.import", objects=[_bundle_object(bundle)], outcome="refused", error=message[:500])
         raise RefusedError(message)
 

@@ -147,7 +147,7 @@ def policy_gate(site: Site, site_path: Path, p: Prepared) -> None:
 
     result = check_stack(site, site_path, p.rendered.compose, source=str(p.rendered.template))
     if result.blocking:
-        message = f"policy gate: {result.message()}"
+        message = result.message()
         record(site, f"release.{p.target.kind}", objects=[{"type": "release", "name": p.release.release,
                                                            "sequence": str(p.release.sequence)}],
                outcome="refused", error=message[:500])
@@ -162,9 +162,9 @@ def run(site: Site, site_path: Path, target: Target, reporter: Reporter) -> Depl
     unlock_operator_key()
     p = prepare(site, target)
     try:
+        policy_gate(site, site_path, p)  # first: it names every rule a bad stack breaks
         if p.plan.problems:
             raise RefusedError(p.plan.problems[0], details=p.plan.problems[1:])
-        policy_gate(site, site_path, p)
         with hold(site, target.command, reporter):
             # Read again under the lock: another operator may have changed the site meanwhile.
             p.api.close()

@@ -149,7 +149,7 @@ def policy_gate_check(site: Site, site_path: Path, p: Any) -> None:
 
     result = check_stack(site, site_path, p.rendered.compose, source=str(p.rendered.template))
     if result.blocking:
-        raise RefusedError(f"policy gate: {result.message()}")
+        raise RefusedError(result.message())
 
 
 def plan_site(site: Site, site_path: Path, bundle: Path | None, trust: Path | None, release: str | None,
