@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tvdeploy.errors import InputFileError, RefusedError, TvdeployError
-from tvdeploy.lab import engine, netns, nodes, proc, registry, vcenter_link
+from tvdeploy.lab import engine, netns, nodes, proc, registry, sink, vcenter_link
 from tvdeploy.lab.doctor import diagnose, gather
 from tvdeploy.lab.labstate import LabState, NodeRecord, load_state, save_state
 from tvdeploy.lab.layout import LabLayout
@@ -31,7 +31,7 @@ from tvdeploy.state import write_atomic
 log = logging.getLogger(__name__)
 
 # What `lab down` removes from the lab dir (and nothing else, in case --dir held other files).
-OWNED = ("lab.json", "site.yaml", "ssh", "secrets", "state", "nodes", "engine", "vcenter",
+OWNED = ("lab.json", "site.yaml", "ssh", "secrets", "state", "nodes", "engine", "vcenter", "sink.json",
          "release-v1.yaml", "release-v2.yaml", "release-broken.yaml", "images.json")  # fmt: skip
 
 
@@ -138,6 +138,8 @@ def up(lab_dir: Path, node_count: int = 3, vcenter_latency_ms: int = 0, reporter
     for rec in st.nodes:
         nodes.wait_ready(rec)
     _write_known_hosts(layout, st, host_keys)
+    if sink.is_on(layout):  # `lab sink on`: routes of (re)made nodes, rules after a reboot
+        sink.apply(layout, st)
 
     if not engine.running(st.engine, layout):
         rep.info("starting the build engine")
@@ -273,6 +275,7 @@ def down(lab_dir: Path, reporter: Reporter | None = None) -> list[str]:
                 proc.kill_and_wait(pid, marker)
         proc.unmount_all_under(lab_dir)
         _remove_container_cgroups(layout)
+        sink.remove(layout)
         rules = list(st.rules) if st is not None else []
         rules.append(netns.forward_rule(layout.bridge, layout.rule_comment))
         for rule in rules:
