@@ -59,7 +59,7 @@ def v1_on_registry(reg: Registry, tmp_path: Path, trust) -> frozenset[str]:
 def patched_delta(tmp_path: Path, have: frozenset[str]) -> Path:
     base_file = tmp_path / "base.bin"
     base_file.write_bytes(OLD_APP)
-    since = Since(have, {"site": "lab"}, bases={sha(NEW_APP): (sha(OLD_APP), base_file)})
+    since = Since(have, {"site": "lab"}, bases={sha(NEW_APP): [(sha(OLD_APP), base_file)]})
     out = tmp_path / "v2.tar"
     imgs = images(NEW_APP, "2")
     write_bundle(out, bk.spec_for(imgs, release="r2", sequence=2), io.BytesIO(bk.docker_save(imgs)), since=since)

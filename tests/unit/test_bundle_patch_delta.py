@@ -57,7 +57,7 @@ def have_of(bundle: Path) -> frozenset[str]:
 def patched(tmp_path: Path, v1: Path) -> Path:
     base_file = tmp_path / "base.bin"
     base_file.write_bytes(OLD_APP)
-    since = Since(have_of(v1), {"site": "lab"}, bases={sha(NEW_APP): (sha(OLD_APP), base_file)})
+    since = Since(have_of(v1), {"site": "lab"}, bases={sha(NEW_APP): [(sha(OLD_APP), base_file)]})
     return build(tmp_path / "v2.tar", images(NEW_APP, "2"), since, release="r2", sequence=2)
 
 
@@ -101,10 +101,21 @@ def test_old_bundles_and_unpatched_deltas_have_the_same_statement_as_before(v1: 
     assert "patches" not in statement.for_bundle(delta)["predicate"]
 
 
+def test_the_base_closest_by_content_wins(tmp_path: Path, v1: Path) -> None:
+    unrelated = tmp_path / "unrelated.bin"
+    unrelated.write_bytes(random.Random("y").randbytes(len(OLD_APP)))
+    good = tmp_path / "good.bin"
+    good.write_bytes(OLD_APP)
+    bases = [(sha(unrelated.read_bytes()), unrelated), (sha(OLD_APP), good)]  # the poor guess first
+    d = read_bundle(build(tmp_path / "v2.tar", images(NEW_APP, "2"), Since(have_of(v1), {},
+                                                                           bases={sha(NEW_APP): bases}), sequence=2))
+    assert d.patches[sha(NEW_APP)].base == sha(OLD_APP)
+
+
 def test_no_patch_when_the_base_does_not_help(tmp_path: Path, v1: Path) -> None:
     unrelated = tmp_path / "unrelated.bin"
     unrelated.write_bytes(random.Random("x").randbytes(len(OLD_APP)))
-    since = Since(have_of(v1), {}, bases={sha(NEW_APP): (sha(unrelated.read_bytes()), unrelated)})
+    since = Since(have_of(v1), {}, bases={sha(NEW_APP): [(sha(unrelated.read_bytes()), unrelated)]})
     d = read_bundle(build(tmp_path / "v2.tar", images(NEW_APP, "2"), since, sequence=2))
     assert d.patches == {} and sha(NEW_APP) in d.blob_digests
 
@@ -209,7 +220,10 @@ def test_choose_bases_same_repository_same_position() -> None:
     candidates = [hint("trueverit/cloud:1", "a", "b"), hint("trueverit/cloud:0", "a", "c"),
                   hint("trueverit/other:1", "a", "e")]
     got = choose_bases(new, candidates, have)
-    assert got == {"d" * 64: Choice("b" * 64, "trueverit/cloud:1")}  # edge has no same-repo candidate
+    # edge has no same-repo candidate; cloud:1 and cloud:0 tie (one shared layer): later tag first
+    assert got == {"d" * 64: [Choice("b" * 64, "trueverit/cloud:1"), Choice("c" * 64, "trueverit/cloud:0"),
+                              Choice("a" * 64, "trueverit/cloud:1")]}
+    assert choose_bases(new, candidates, have, limit=1) == {"d" * 64: [Choice("b" * 64, "trueverit/cloud:1")]}
 
 
 def test_choose_bases_skips_layers_the_site_lacks_and_looks_nearby() -> None:
@@ -219,5 +233,5 @@ def test_choose_bases_skips_layers_the_site_lacks_and_looks_nearby() -> None:
     new = [hint("trueverit/cloud:3", "a", "x", "y")]
     candidates = [hint("trueverit/cloud:2", "a", "b", "c")]  # b is not on the site
     got = choose_bases(new, candidates, have)
-    assert got["y" * 64] == Choice("c" * 64, "trueverit/cloud:2")
-    assert got["x" * 64] == Choice("c" * 64, "trueverit/cloud:2")  # nearest held layer of the repo
+    assert got["y" * 64] == [Choice("c" * 64, "trueverit/cloud:2"), Choice("a" * 64, "trueverit/cloud:2")]
+    assert got["x" * 64][0] == Choice("c" * 64, "trueverit/cloud:2")  # nearest held layer, upper first

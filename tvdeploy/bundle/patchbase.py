@@ -6,8 +6,9 @@ site holds (in the signed site inventory) at the same position of another image 
 repository in the build engine (what the deployed release of that service was built as: e.g.
 ``trueverit/cloud:1``'s application layer for ``trueverit/cloud:2``'s); among several such
 images, the one sharing the most layers with the new image first (then the later tag in sort
-order). When no image has a held layer at that position, the held layer of those images at the
-nearest position is taken, upper layers (the application's) before lower ones.
+order), then held layers at the nearest positions, upper layers (the application's) before
+lower ones: up to ``MAX_CANDIDATES`` bases per layer. The patcher tries each and keeps the
+smallest patch: the base closest by content among them.
 A patch is kept only when it is at most ``KEEP`` (9/10) of the layer's size: a patch that saves
 less is not worth a rebuild on the site and a base the site must keep (a layer tar's headers
 compress a little even against an unrelated base). So a poor choice costs build time, never
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 
 READ = 1024 * 1024
 KEEP = (9, 10)
+MAX_CANDIDATES = 3  # bases tried per layer
 MAX_LIST = 16 * 1024 * 1024
 
 
@@ -59,10 +61,12 @@ class Choice:
     ref: str  # an engine image holding it
 
 
-def choose_bases(new: list[ImageHint], candidates: list[ImageHint], have: frozenset[str]) -> dict[str, Choice]:
-    """For each layer of the *new* images that the site lacks (not in *have*, hex), a held layer
-    of a *candidate* image of the same repository to patch against. Pure."""
-    out: dict[str, Choice] = {}
+def choose_bases(new: list[ImageHint], candidates: list[ImageHint], have: frozenset[str],
+                 limit: int = MAX_CANDIDATES) -> dict[str, list[Choice]]:
+    """For each layer of the *new* images that the site lacks (not in *have*, hex), up to
+    *limit* distinct held layers of *candidate* images of the same repository to patch against,
+    best guess first. Pure."""
+    out: dict[str, list[Choice]] = {}
     for img in new:
         layers = [_hex(d) for d in img.diff_ids]
         same_repo = [c for c in candidates if repository(c.ref) == repository(img.ref) and c.ref != img.ref]
@@ -70,20 +74,25 @@ def choose_bases(new: list[ImageHint], candidates: list[ImageHint], have: frozen
         for pos, layer in enumerate(layers):
             if layer in have or layer in out:
                 continue
-            choice = _at_position(pos, layer, same_repo, have)
-            if choice is not None:
-                out[layer] = choice
+            choices = _near_position(pos, layer, same_repo, have, limit)
+            if choices:
+                out[layer] = choices
     return out
 
 
-def _at_position(pos: int, layer: str, candidates: list[ImageHint], have: frozenset[str]) -> Choice | None:
+def _near_position(pos: int, layer: str, candidates: list[ImageHint], have: frozenset[str],
+                   limit: int) -> list[Choice]:
+    out: list[Choice] = []
     for distance in range(0, 1 + max((len(c.diff_ids) for c in candidates), default=0)):
         for cand in candidates:
             held = [_hex(d) for d in cand.diff_ids]
             for p in (pos + distance, pos - distance):
-                if 0 <= p < len(held) and held[p] in have and held[p] != layer:
-                    return Choice(held[p], cand.ref)
-    return None
+                if 0 <= p < len(held) and held[p] in have and held[p] != layer and \
+                        all(c.base != held[p] for c in out):
+                    out.append(Choice(held[p], cand.ref))
+                    if len(out) == limit:
+                        return out
+    return out
 
 
 # -- the engine side -----------------------------------------------------------------------------
@@ -107,14 +116,14 @@ def engine_candidates(engine: Engine, docker_host: str, new: list[ImageHint]) ->
     return hints(engine, docker_host, refs) if refs else []
 
 
-def fetch_bases(engine: Engine, choices: dict[str, Choice], workdir: Path) -> dict[str, Path]:
+def fetch_bases(engine: Engine, choices: dict[str, list[Choice]], workdir: Path) -> dict[str, Path]:
     """The bytes of each chosen base layer, in *workdir*: base hex -> file. Layers over
     MAX_LAYER and those the engine did not deliver are left out (their layers ship whole)."""
     from tvdeploy.bundle import tarin, tarout
     from tvdeploy.connectors.build_engine import save_stream
 
-    wanted = {c.base for c in choices.values()}
-    refs = sorted({c.ref for c in choices.values()})
+    wanted = {c.base for cs in choices.values() for c in cs}
+    refs = sorted({c.ref for cs in choices.values() for c in cs})
     if not refs:
         return {}
     with save_stream(engine, engine.docker_host, refs) as stream:
@@ -159,32 +168,36 @@ def _spool(data: Readable, size: int, workdir: Path) -> str:
     return hexd
 
 
-def base_files(choices: dict[str, Choice], fetched: dict[str, Path]) -> dict[str, tuple[str, Path]]:
-    """What ``writer.Since.bases`` takes: new layer hex -> (base hex, file of its bytes)."""
-    return {layer: (c.base, fetched[c.base]) for layer, c in choices.items() if c.base in fetched}
+def base_files(choices: dict[str, list[Choice]], fetched: dict[str, Path]) -> dict[str, list[tuple[str, Path]]]:
+    """What ``writer.Since.bases`` takes: new layer hex -> [(base hex, file of its bytes)]."""
+    out = {layer: [(c.base, fetched[c.base]) for c in cs if c.base in fetched] for layer, cs in choices.items()}
+    return {layer: bases for layer, bases in out.items() if bases}
 
 
 # -- the writer's patcher ------------------------------------------------------------------------
 
 class FilePatcher:
     """``LayoutWriter.patcher``: the layer just written is read back from the bundle and
-    patched against its base, loaded from its file (checked against its digest again)."""
+    patched against each candidate base in turn, loaded from its file (checked against its
+    digest again); the smallest patch wins (the base closest by content), and each try gives
+    up as soon as it would not beat the best so far."""
 
-    def __init__(self, bases: dict[str, tuple[str, Path]]) -> None:
+    def __init__(self, bases: dict[str, list[tuple[str, Path]]]) -> None:
         self.bases = bases
 
     def __call__(self, out: BinaryIO, data_offset: int, hexd: str, size: int) -> tuple[str, bytes] | None:
-        entry = self.bases.get(hexd)
-        if entry is None or size > MAX_LAYER:
+        if size > MAX_LAYER:
             return None
-        base_hex, path = entry
-        with open(path, "rb") as fh:
-            base = Base.load(base_hex, _all_chunks(fh), os.fstat(fh.fileno()).st_size)
-        out.seek(data_offset)
-        made = make_patch(base, read_chunks(out, size), size, limit=size * KEEP[0] // KEEP[1])
-        if made is None or made.result_hex != hexd:
-            return None
-        return base_hex, made.patch
+        best: tuple[str, bytes] | None = None
+        limit = size * KEEP[0] // KEEP[1]
+        for base_hex, path in self.bases.get(hexd, []):
+            with open(path, "rb") as fh:
+                base = Base.load(base_hex, _all_chunks(fh), os.fstat(fh.fileno()).st_size)
+            out.seek(data_offset)
+            made = make_patch(base, read_chunks(out, size), size, limit=limit)
+            if made is not None and made.result_hex == hexd:
+                best, limit = (base_hex, made.patch), len(made.patch)
+        return best
 
 
 def _all_chunks(fh: BinaryIO) -> Iterator[bytes]:

@@ -130,8 +130,8 @@ class Since:
 
     have: frozenset[str]
     about: dict[str, Any]
-    # Byte-level patches: new layer hex -> (base layer hex, file holding the base's bytes).
-    bases: dict[str, tuple[str, Path]] = field(default_factory=dict)
+    # Byte-level patches: new layer hex -> candidate (base layer hex, file of the base's bytes).
+    bases: dict[str, list[tuple[str, Path]]] = field(default_factory=dict)
 
 
 def write_bundle(output: Path, spec: ReleaseSpec, stream: tarout.Source, *,
