@@ -88,7 +88,7 @@ def _time(text: str) -> datetime:
     text = text.strip().replace("Z", "+00:00")
     if "." in text:
         head, frac = text.split(".", 1)
-        digits = "".join(c for c in frac if c.isdigit())
+        digits = frac[:len(frac) - len(frac.lstrip("0123456789"))]  # the leading digits only
         tz = frac[len(digits):] or "+00:00"
         text = f"{head}.{digits[:6].ljust(6, '0')}{tz}"
     return datetime.fromisoformat(text).astimezone(UTC)
@@ -134,15 +134,31 @@ def acquire(api: Any, site_name: str, key_id: str, command: str, reporter: Repor
     if held is None:  # released between our create and our read: try once more
         api.create_config(NAME, b"tvdeploy deploy lock\n", labels=labels)
         return labels
-    if not held.expired:
+    if not held.expired and not abandoned_here(held, key_id):
         raise RefusedError(f"site {site_name}: the deploy lock is held by {held.describe()}; wait for it, or "
                            f"break it with tvdeploy release unlock SITE --force")
     try:
         _update(api, held, labels)
     except docker.errors.APIError:
         raise RefusedError(f"site {site_name}: another operator took over the expired deploy lock first") from None
-    reporter.warn(f"took over an expired deploy lock: {held.describe()}")
+    why = "expired" if held.expired else "abandoned (its process on this machine is gone)"
+    reporter.warn(f"took over an {why} deploy lock: {held.describe()}")
     return labels
+
+
+def abandoned_here(held: Lease, key_id: str) -> bool:
+    """A lease of this operator on this machine whose process is gone (killed, crashed): no need
+    to wait for its expiry. A reused pid only makes us wait for the expiry: the safe side."""
+    lab = held.labels
+    if lab.get(PREFIX + "key_id") != key_id or lab.get(PREFIX + "host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(lab.get(PREFIX + "pid", "0") or 0), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError, OverflowError):
+        return False
+    return False
 
 
 def renew(api: Any, lease_id: str) -> bool:

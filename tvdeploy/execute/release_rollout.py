@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from tvdeploy.errors import TvdeployError
+from tvdeploy.errors import ConnectionFailed, TvdeployError
 from tvdeploy.execute import release_apply as A
 from tvdeploy.execute.release_wait import Watch, check_data_path, wait_converged
 from tvdeploy.facts.services import observe
@@ -88,7 +88,12 @@ class Rollout:
             raise
         except Exception as exc:
             self.fail(exc)
-            raise
+            if isinstance(exc, TvdeployError):
+                raise
+            # The manager's API went away mid-rollout (a requests/docker error, not a gate failure).
+            raise ConnectionFailed(f"site {self.site.site.name}: the swarm manager stopped answering during the "
+                                   f"{self.kind} ({type(exc).__name__}: {str(exc)[:160]}); the site is left as it "
+                                   "is: run the command again to finish or roll back") from None
         removed = self.remove_dropped()
         self.finish("success", "")
         self.audit(f"release.{self.kind}", extra=[{"type": "service", "name": c.key, "digest": c.image}
@@ -144,19 +149,27 @@ class Rollout:
         return removed
 
     def fail(self, exc: BaseException) -> None:
+        """Undo, wait for the undo, record — each step best effort: when the manager itself went
+        away none of them can reach it, and the next run starts from what it then finds."""
         reason = exc.message if isinstance(exc, TvdeployError) else f"{type(exc).__name__}: {str(exc)[:300]}"
         undone = list(self.changed)
-        problems = A.undo(self.api, undone) if undone else []
+        problems: list[str] = []
         if undone:
-            self.reporter.warn(f"gate failed; rolling back {', '.join(c.key for c in undone)}")
-            restored = [Watch(c.key, c.service_id, c.previous_image or "") for c in undone if c.previous is not None]
+            self.reporter.warn(f"rollout failed ({reason[:200]}); rolling back {', '.join(c.key for c in undone)}")
             try:
+                problems = A.undo(self.api, undone)
+                restored = [Watch(c.key, c.service_id, c.previous_image or "") for c in undone if c.previous]
                 wait_converged(self.site, self.api, restored, self.p.rendered.gate.timeout_seconds, self.reporter,
                                completed=True)
             except TvdeployError as again:
                 problems.append(f"rollback not converged: {again.message}")
+            except Exception as again:  # noqa: BLE001 - the manager is gone: nothing more to do here
+                problems.append(f"rollback interrupted: {type(again).__name__}")
         outcome = "rolled-back" if undone and not problems else "failed"
-        self.finish(outcome, reason + (f" (rollback problems: {'; '.join(problems)})" if problems else ""))
+        try:
+            self.finish(outcome, reason + (f" (rollback problems: {'; '.join(problems)})" if problems else ""))
+        except Exception as again:  # noqa: BLE001 - the history lives in the swarm: unreachable now
+            self.reporter.warn(f"the failed attempt could not be recorded in the swarm ({type(again).__name__})")
         self.audit(f"release.{self.kind}", outcome="failure", error=reason[:500],
                    extra=[{"type": "service", "name": c.key, "digest": c.image, "undone": "yes"} for c in undone])
 
