@@ -28,6 +28,7 @@ class NodeRecord:
     started: int = 0  # start time of that pid (clock ticks since boot): identifies it for good
     in_site_file: bool = True  # False for nodes added with `lab node add`
     isolated: bool = False
+    bare: bool = False  # its own Debian root, no Docker until installed (tvdeploy.lab.barenode)
 
 
 @dataclass
@@ -46,6 +47,7 @@ class LabState:
     engine: EngineRecord = field(default_factory=EngineRecord)
     rules: list[list[str]] = field(default_factory=list)  # iptables argv tails we added
     vcenter_latency_ms: int = 0
+    bare: bool = False  # `lab up --bare`: every node of the site file is a bare node
 
     def node(self, name: str) -> NodeRecord | None:
         for n in self.nodes:
@@ -68,6 +70,7 @@ class LabState:
             engine=engine,
             rules=[list(map(str, r)) for r in data.get("rules", [])],
             vcenter_latency_ms=int(data.get("vcenter_latency_ms", 0)),
+            bare=bool(data.get("bare", False)),
         )
 
 

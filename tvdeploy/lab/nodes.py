@@ -189,12 +189,16 @@ def enter(node: NodeRecord) -> list[str]:
     pid = init_pid(node)
     if pid is None:
         raise proc.LabCommandError(f"node {node.name} is not running (tvdeploy lab up)")
-    return ["nsenter", "-t", str(pid), "--mount", "--uts", "--pid", "--net", "--"]
+    argv = ["nsenter", "-t", str(pid), "--mount", "--uts", "--pid", "--net", "--"]
+    return argv + ["chroot", str(Path(node.marker).parent / "root")] if node.bare else argv
 
 
 def docker_socket(node: NodeRecord) -> Path | None:
     pid = init_pid(node)
-    return Path(f"/proc/{pid}/root/run/docker.sock") if pid else None
+    if not pid:
+        return None
+    root = f"/proc/{pid}/root" + (str(Path(node.marker).parent / "root") if node.bare else "")
+    return Path(f"{root}/run/docker.sock")
 
 
 def docker_ping(sock: Path | None, timeout: float = 2.0) -> bool:
@@ -225,8 +229,8 @@ def wait_ready(node: NodeRecord, timeout: float = 60) -> None:
     while time.monotonic() < deadline:
         if not proc.is_alive(node.pid, node.marker, node.started):
             raise proc.LabCommandError(f"node {node.name} exited during boot; see nodes/{node.name}/node.log")
-        if docker_ping(docker_socket(node)) and ssh_port_open(node.address):
-            return
+        if (node.bare or docker_ping(docker_socket(node))) and ssh_port_open(node.address):
+            return  # a bare node has no Docker to wait for
         time.sleep(0.2)
     raise proc.LabCommandError(
         f"node {node.name}: dockerd or sshd not ready after {timeout:.0f} s (its log: "

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tvdeploy.errors import InputFileError, RefusedError, TvdeployError
-from tvdeploy.lab import engine, netns, nodes, proc, registry, sink, vcenter_link
+from tvdeploy.lab import barenode, engine, netns, nodes, proc, registry, sink, vcenter_link
 from tvdeploy.lab.doctor import diagnose, gather
 from tvdeploy.lab.labstate import LabState, NodeRecord, load_state, save_state
 from tvdeploy.lab.layout import LabLayout
@@ -98,7 +98,8 @@ def _same(a: NodeRecord, b: NodeRecord) -> bool:
 
 
 @locked
-def up(lab_dir: Path, node_count: int = 3, vcenter_latency_ms: int = 0, reporter: Reporter | None = None) -> UpResult:
+def up(lab_dir: Path, node_count: int = 3, vcenter_latency_ms: int = 0, reporter: Reporter | None = None,
+       bare: bool | None = None) -> UpResult:
     rep = reporter or NullReporter()
     start = time.monotonic()
     lab_dir = lab_dir.resolve()
@@ -107,6 +108,7 @@ def up(lab_dir: Path, node_count: int = 3, vcenter_latency_ms: int = 0, reporter
     require_doctor()
     lab_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     layout, st = _state_for(lab_dir)
+    barenode.choose(st, bare, lab_dir)
     engine.check_socket_path(layout)
     result = UpResult(layout, 0.0)
     save_state(layout.state_file, st)
@@ -128,6 +130,7 @@ def up(lab_dir: Path, node_count: int = 3, vcenter_latency_ms: int = 0, reporter
     for want in wanted:
         rec = st.node(want.name)
         if rec is None:
+            want.bare = st.bare
             st.nodes.append(want)
             rec = want
         host_keys[rec.name] = _start_node(layout, st, rec, lab_pub, result)
@@ -164,7 +167,10 @@ def up(lab_dir: Path, node_count: int = 3, vcenter_latency_ms: int = 0, reporter
 
 def _start_node(layout: LabLayout, st: LabState, rec: NodeRecord, lab_pub: str, result: UpResult) -> str:
     node_dir = layout.node_dir(rec.name)
-    host_pub = nodes.prepare_node_dir(node_dir, rec.name, lab_pub)
+    if rec.bare:
+        host_pub = barenode.prepare_node_dir(node_dir, rec.name, lab_pub, barenode.lower_root())
+    else:
+        host_pub = nodes.prepare_node_dir(node_dir, rec.name, lab_pub)
     netns.ensure_node_net(rec.netns, rec.veth, layout.bridge, rec.address, layout.subnet.prefixlen)
     rec.isolated = False  # `lab up` brings every node back: link restored (ensure_node_net)
     if not proc.is_alive(rec.pid, rec.marker, rec.started):
@@ -174,6 +180,8 @@ def _start_node(layout: LabLayout, st: LabState, rec: NodeRecord, lab_pub: str, 
         return host_pub
     if not rec.started:  # a record from before start times were kept
         rec.started = proc.start_time(rec.pid) or 0
+    if rec.bare:  # its Docker (once installed) is started by its boot script, like a VM's service
+        return host_pub
     if not nodes.has_own_hosts(rec):  # booted by an older boot script: shares the host's /etc/hosts
         nodes.stop(rec)
         nodes.launch(rec, node_dir)
@@ -356,7 +364,7 @@ def reset(lab_dir: Path, reporter: Reporter | None = None) -> float:
 
     def wipe(rec: NodeRecord) -> None:
         node_dir = layout.node_dir(rec.name)
-        for sub in ("docker", "etc-docker", "log"):
+        for sub in barenode.WIPED_BY_RESET if rec.bare else ("docker", "etc-docker", "log"):
             _remove_tree(node_dir / sub)
             (node_dir / sub).mkdir(mode=0o755)
         (node_dir / nodes.HOSTS_FILE).unlink(missing_ok=True)  # written again by _start_node
@@ -383,7 +391,7 @@ def node_state(rec: NodeRecord) -> str:
     if rec.isolated:
         return "isolated"
     if not nodes.docker_ping(nodes.docker_socket(rec)):
-        return "docker-stopped"
+        return "bare" if rec.bare else "docker-stopped"
     return "up"
 
 

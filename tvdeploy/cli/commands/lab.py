@@ -42,6 +42,7 @@ def up(
     nodes: int = typer.Option(3, "--nodes", min=1, max=32, help="Number of nodes in the site file."),
     vcenter_latency_ms: int = typer.Option(0, "--vcenter-latency-ms", min=0, max=10000,
                                            help="Latency added to each vCenter API request."),
+    bare: bool = typer.Option(False, "--bare", help="Nodes on their own Debian 12 root, without Docker."),
 ) -> None:
     """Bring the lab up (idempotent: reuses what is already running) and write DIR/site.yaml."""
     from tvdeploy.cli.options import OPTIONS
@@ -50,7 +51,7 @@ def up(
 
     lab_dir = _dir(dir)
     try:
-        result = lab_up.up(lab_dir, nodes, vcenter_latency_ms, reporter())
+        result = lab_up.up(lab_dir, nodes, vcenter_latency_ms, reporter(), bare=True if bare else None)
     except lab_up.DoctorFailed as exc:
         _doctor_failed(exc)
         raise
