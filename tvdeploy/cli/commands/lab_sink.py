@@ -62,6 +62,8 @@ def sink_reset(dir: str | None = typer.Option(None, "--dir", help=DIR_HELP)) -> 
 def sink_report(dir: str | None = typer.Option(None, "--dir", help=DIR_HELP)) -> None:
     """Packets that tried to leave the lab since the last reset (exit 1 when any did), each flow
     named: source, destination, protocol and port."""
+    import sys
+
     from tvdeploy.cli.commands.lab import _dir
     from tvdeploy.cli.options import OPTIONS
     from tvdeploy.cli.output import emit_json, out
@@ -72,13 +74,15 @@ def sink_report(dir: str | None = typer.Option(None, "--dir", help=DIR_HELP)) ->
     result = sink.report(lab_dir)
     if OPTIONS.json:
         emit_json({"dir": str(lab_dir), **result.to_json()})
-    elif result.ok:
-        out(f"lab {lab_dir}: {result.summary()}")
-    else:
+        if not result.ok:  # one JSON document on stdout, the one error line on stderr, exit 1
+            print(f"error: lab {lab_dir}: {result.summary()}", file=sys.stderr)
+            raise typer.Exit(1)
+        return
+    if not result.ok:
         for finding in result.findings:
             out(finding.describe())
-    if not result.ok:
         raise RefusedError(f"lab {lab_dir}: {result.summary()}")
+    out(f"lab {lab_dir}: {result.summary()}")
 
 
 def register(app: typer.Typer) -> None:
