@@ -106,6 +106,7 @@ class Bundle:
     # A delta's byte-level patches: result layer hex -> how to rebuild it from a base on site.
     patches: dict[str, Patch] = field(default_factory=dict)
     compressed: bool = False  # read through tvdeploy.bundle.compress (sizes/offsets: of the plain tar)
+    engine_packages: Any = None  # tvdeploy.bundle.engine_packages.EnginePackages, when it carries them
 
     @property
     def release(self) -> dict[str, Any]:
@@ -448,6 +449,10 @@ def _check_manifest(bundle: Bundle) -> None:
         _check_expected(bundle, doc)
     if "patches" in doc:
         _check_patches(bundle, doc["patches"])
+    if "engine_packages" in doc:
+        from tvdeploy.bundle.engine_packages import check_section
+
+        bundle.engine_packages = check_section(bundle, doc["engine_packages"])
 
 
 def _check_expected(bundle: Bundle, doc: dict[str, Any]) -> None:

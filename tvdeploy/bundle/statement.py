@@ -8,6 +8,8 @@ manifest.json too, but naming them in the statement says outright what a signer 
 delta builds on, so it cannot be pointed at other base blobs. Likewise a delta's patches: for each
 layer shipped as a byte-level patch, the base layer it applies to, the patch blob, and the
 rebuilt layer's digest and size (absent when there are none: older statements are unchanged).
+A bundle carrying Docker Engine packages names them (name, version, architecture, digest, size)
+under ``engine_packages``, exactly as its manifest.json lists them.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ PREDICATE_TYPE = "https://trueverit.io/tvdeploy/bundle/v1"
 
 
 def statement(manifest_sha256: str, blob_digests: list[str], release: str, sequence: int,
-              expected: dict[str, int] | None = None, patches: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+              expected: dict[str, int] | None = None, patches: list[dict[str, Any]] | None = None,
+              engine_packages: dict[str, Any] | None = None) -> dict[str, Any]:
     """*expected* (a delta's layers expected on site, hex -> size); None for a full bundle.
-    *patches* (a delta's patched layers: ``patch_entries``); none: the predicate has no key."""
+    *patches* (a delta's patched layers: ``patch_entries``); none: the predicate has no key.
+    *engine_packages*: the manifest's section (tvdeploy.bundle.engine_packages), or no key."""
     subjects = [{"name": "manifest.json", "digest": {"sha256": manifest_sha256}}]
     subjects += [{"name": BLOB_PREFIX + d, "digest": {"sha256": d}} for d in sorted(blob_digests)]
     predicate: dict[str, Any] = {"format": FORMAT, "release": release, "sequence": sequence}
@@ -33,6 +37,8 @@ def statement(manifest_sha256: str, blob_digests: list[str], release: str, seque
         predicate["expected_on_site"] = [{"digest": f"sha256:{h}", "size": n} for h, n in sorted(expected.items())]
     if patches:
         predicate["patches"] = patches
+    if engine_packages:
+        predicate["engine_packages"] = engine_packages
     return {
         "_type": STATEMENT_TYPE,
         "subject": subjects,
@@ -45,8 +51,10 @@ def for_bundle(bundle: Any) -> dict[str, Any]:
     """The statement of a bundle read by tvdeploy.bundle.reader (what a signature must cover)."""
     rel = bundle.release
     patches = patch_entries({h: (p.base, p.patch, p.size) for h, p in bundle.patches.items()})
+    from tvdeploy.bundle.engine_packages import statement_section
+
     return statement(bundle.manifest_sha256, bundle.blob_digests, rel["release"], rel["sequence"],
-                     bundle.expected if bundle.is_delta else None, patches)
+                     bundle.expected if bundle.is_delta else None, patches, statement_section(bundle))
 
 
 def patch_entries(patches: dict[str, tuple[str, str, int]]) -> list[dict[str, Any]]:

@@ -34,6 +34,7 @@ class BuiltBundle:
     blobs: int
     expected: dict[str, int] | None = None  # a delta: layer hex -> size, not shipped
     patches: dict[str, tuple[str, str, int]] | None = None  # layer hex -> (base hex, patch hex, size)
+    engine_packages: dict[str, Any] | None = None  # the manifest's engine_packages section, if any
 
     @property
     def is_delta(self) -> bool:
@@ -69,7 +70,8 @@ def inventory_document(spec: ReleaseSpec, images: dict[str, SavedImage]) -> dict
 
 def manifest_document(files: dict[str, FileRecord], expected: dict[str, int] | None = None,
                       since: dict[str, Any] | None = None,
-                      patches: dict[str, tuple[str, str, int]] | None = None) -> dict[str, Any]:
+                      patches: dict[str, tuple[str, str, int]] | None = None,
+                      engine_packages: dict[str, Any] | None = None) -> dict[str, Any]:
     """The file manifest; for a delta also the layers it expects on the site (digest, size),
     which inventory it was built against, and the layers it ships as patches (if any)."""
     doc: dict[str, Any] = {
@@ -83,6 +85,8 @@ def manifest_document(files: dict[str, FileRecord], expected: dict[str, int] | N
         from tvdeploy.bundle.statement import patch_entries
 
         doc["patches"] = patch_entries(patches)
+    if engine_packages:  # tvdeploy.bundle.engine_packages
+        doc["engine_packages"] = engine_packages
     return doc
 
 
@@ -137,24 +141,26 @@ class Since:
 def write_bundle(output: Path, spec: ReleaseSpec, stream: tarout.Source, *,
                  hints: list[ImageHint] | None = None, reporter: Reporter | None = None,
                  source_name: str = "docker save stream", since: Since | None = None,
-                 follower: Any = None) -> BuiltBundle:
+                 follower: Any = None, debs: Any = None) -> BuiltBundle:
     """Convert the ``docker save`` *stream* of the spec's images into the bundle *output*; with
     *since*, a delta that leaves out the layers the site holds. A *follower*
     (tvdeploy.bundle.compress.Follower) compresses the bundle as it is written, up to its
-    end-of-archive blocks (signatures are appended there); the caller finishes it."""
+    end-of-archive blocks (signatures are appended there); the caller finishes it. *debs*
+    ((Platform, [DebFile]): tvdeploy.bundle.engine_packages) adds Docker Engine packages."""
     reporter = reporter or NullReporter()
     if output.is_dir():
         raise TvdeployError(f"{output}: is a directory, expected the bundle file to write")
     if not output.parent.is_dir():
         raise TvdeployError(f"{output.parent}: folder does not exist")
     try:
-        return _write(output, spec, stream, hints or [], reporter, source_name, since, follower)
+        return _write(output, spec, stream, hints or [], reporter, source_name, since, follower, debs)
     except OSError as exc:  # reading is guarded in convert(): this is the output
         raise TvdeployError(f"{output}: cannot write: {exc.strerror or exc}") from None
 
 
 def _write(output: Path, spec: ReleaseSpec, stream: tarout.Source, hints: list[ImageHint],
-           reporter: Reporter, source_name: str, since: Since | None, follower: Any) -> BuiltBundle:
+           reporter: Reporter, source_name: str, since: Since | None, follower: Any,
+           debs: Any = None) -> BuiltBundle:
     with _temporary_beside(output) as (fh, tmp):
         layout = LayoutWriter(fh, skip=since.have if since else frozenset())
         if follower is not None:
@@ -172,6 +178,11 @@ def _write(output: Path, spec: ReleaseSpec, stream: tarout.Source, hints: list[I
         images = match_images(spec, saved, hints)
         for svc, ref in spec.images.items():
             layout.add_ref(ref, images[svc].manifest)
+        engine_doc = None
+        if debs is not None:
+            from tvdeploy.bundle.engine_packages import add_to_layout
+
+            engine_doc = add_to_layout(layout, *debs).to_json()
         layout.finish_index()
         release = release_document(spec, images)
         layout.add_file("release.json", json_bytes(release))
@@ -179,7 +190,7 @@ def _write(output: Path, spec: ReleaseSpec, stream: tarout.Source, hints: list[I
         files = dict(layout.files)
         expected = expected_blobs(images, layout) if since is not None else None
         patches = dict(layout.patched) if since is not None else None
-        manifest_doc = manifest_document(files, expected, since.about if since else None, patches)
+        manifest_doc = manifest_document(files, expected, since.about if since else None, patches, engine_doc)
         manifest = tarout.write_bytes(fh, "manifest.json", json_bytes(manifest_doc))
         tarout.write_dir(fh, "signatures")
         layout.stable()  # signing rewrites from the end-of-archive blocks on, never before
@@ -189,14 +200,14 @@ def _write(output: Path, spec: ReleaseSpec, stream: tarout.Source, hints: list[I
         os.fsync(fh.fileno())
         size = fh.tell()
         os.replace(tmp, output)
-    return BuiltBundle(output, release, manifest.sha256, size, len(layout.offsets), expected, patches)
+    return BuiltBundle(output, release, manifest.sha256, size, len(layout.offsets), expected, patches, engine_doc)
 
 
 def build_from_engine(output: Path, spec: ReleaseSpec, docker_host: str,
                       reporter: Reporter | None = None,
                       while_staging: Callable[[], None] | None = None,
                       early: Any = None, since: Since | None = None, patches: bool = True,
-                      follower: Any = None) -> BuiltBundle:
+                      follower: Any = None, debs: Any = None) -> BuiltBundle:
     """Build *output* from the build engine at *docker_host*.
 
     The save request goes out first (or went out already: *early*, from engine.start_early):
@@ -221,7 +232,8 @@ def build_from_engine(output: Path, spec: ReleaseSpec, docker_host: str,
             since = _with_bases(since, client, docker_host, hints, Path(work), reporter or NullReporter())
         stream.wait()
         return write_bundle(output, spec, stream, hints=hints, reporter=reporter,
-                            source_name=f"build engine {docker_host}", since=since, follower=follower)
+                            source_name=f"build engine {docker_host}", since=since, follower=follower,
+                            debs=debs)
 
 
 def _with_bases(since: Since, client: Any, docker_host: str, hints: list[ImageHint], work: Path,

@@ -37,11 +37,15 @@ class Built:
 def build_bundle(output: Path, spec_path: Path, engine: str, reporter: Reporter, *, since_file: Path | None = None,
                  inventory_keys: list[Path] | None = None, keys: list[str] | None = None,
                  passphrase: str | None = None, chunk_size: int | None = None, patches: bool = True,
-                 compress: bool = False) -> Built:
+                 compress: bool = False, engine_packages: str | None = None) -> Built:
     """Build *output* (with *chunk_size*: the chunk folder *output*), signed by *keys*; a delta
     ships byte-level patches unless *patches* is off; *compress*: the signed bundle is written
-    zstd-compressed (tvdeploy.bundle.compress), then split if asked."""
+    zstd-compressed (tvdeploy.bundle.compress), then split if asked. *engine_packages* (a
+    platform, e.g. ``debian-12``) adds Docker Engine's packages (tvdeploy.execute.engine_packages)."""
+    from contextlib import ExitStack
+
     early = start_early(engine, spec_path)
+    stack = ExitStack()
     try:
         from tvdeploy.keys.store import load_signers
         from tvdeploy.release.spec import load_release_spec
@@ -49,14 +53,17 @@ def build_bundle(output: Path, spec_path: Path, engine: str, reporter: Reporter,
         spec = load_release_spec(spec_path)
         since = load_since(since_file, inventory_keys or [])
         signers = load_signers(keys or [], passphrase)
-        opts = BuildOptions(patches, compress)
+        from tvdeploy.execute.engine_packages import resolved
+
+        debs = stack.enter_context(resolved(engine_packages, output, reporter))
+        opts = BuildOptions(patches, compress, debs)
         if chunk_size is not None:
             return _build_split(output, spec, engine, since, early, chunk_size, keys or [], signers, reporter, opts)
         plain = _plain_path(output) if compress else output
         follower = _follower(output) if compress else None
         try:
             built = _build(plain, spec, engine, since, early, reporter, label=output if compress else None,
-                           patches=patches, follower=follower)
+                           patches=patches, follower=follower, debs=debs)
             if signers:
                 sign_built(plain, signers)
             if follower is not None:
@@ -67,6 +74,7 @@ def build_bundle(output: Path, spec_path: Path, engine: str, reporter: Reporter,
                 plain.unlink(missing_ok=True)
         return Built(dataclasses.replace(built, size=output.stat().st_size), compressed=compress)
     finally:
+        stack.close()
         if early is not None:
             early.close()
 
@@ -75,6 +83,7 @@ def build_bundle(output: Path, spec_path: Path, engine: str, reporter: Reporter,
 class BuildOptions:
     patches: bool = True
     compress: bool = False
+    debs: Any = None  # tvdeploy.execute.engine_packages.Resolved
 
 
 def _plain_path(output: Path) -> Path:
@@ -120,7 +129,7 @@ def load_since(path: Path | None, key_files: list[Path]) -> Since | None:
 
 
 def _build(output: Path, spec: ReleaseSpec, engine: str, since: Since | None, early: Any, reporter: Reporter,
-           label: Path | None = None, patches: bool = True, follower: Any = None) -> BuiltBundle:
+           label: Path | None = None, patches: bool = True, follower: Any = None, debs: Any = None) -> BuiltBundle:
     """Build *output* and record it (as *label*: the chunk folder when the file is temporary)."""
     from tvdeploy.audit.recorder import record_global, signing_key
     from tvdeploy.bundle.writer import build_from_engine
@@ -129,7 +138,7 @@ def _build(output: Path, spec: ReleaseSpec, engine: str, since: Since | None, ea
         signing_key()
 
     built = build_from_engine(output, spec, engine, reporter=reporter, while_staging=unlock, early=early,
-                              since=since, patches=patches, follower=follower)
+                              since=since, patches=patches, follower=follower, debs=debs)
     objects = [{"type": "bundle", "name": str((label or output).resolve()),
                 "digest": f"sha256:{built.manifest_sha256}"}]
     if since is not None:
@@ -139,6 +148,8 @@ def _build(output: Path, spec: ReleaseSpec, engine: str, since: Since | None, ea
                         "patched_layers": str(len(built.patches or {}))})
     objects += [{"type": "image", "name": svc, "digest": img["digest"]}
                 for svc, img in built.release["images"].items()]
+    objects += [{"type": "engine-package", "name": p["name"], "version": p["version"], "digest": p["digest"]}
+                for p in (built.engine_packages or {}).get("packages", [])]
     record_global("bundle.build", objects=objects)
     return built
 
@@ -189,7 +200,8 @@ def _build_split(output: Path, spec: ReleaseSpec, engine: str, since: Since | No
     try:
         opts = opts or BuildOptions()
         bundle = work / f"{output.name.removesuffix('.tar')}.tar"
-        built = _build(bundle, spec, engine, since, early, reporter, label=output, patches=opts.patches)
+        built = _build(bundle, spec, engine, since, early, reporter, label=output, patches=opts.patches,
+                       debs=opts.debs)
         sign_built(bundle, signers)
         if opts.compress:
             packed = work / f"{bundle.name}.zst"

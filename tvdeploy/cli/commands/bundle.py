@@ -48,6 +48,9 @@ def build(
     no_patches: bool = typer.Option(False, "--no-patches",
                                     help="With --since: ship changed layers whole, not as byte-level patches "
                                          "against the site's previous layers."),
+    engine_packages: str | None = typer.Option(None, "--engine-packages", metavar="PLATFORM",
+                                               help="Also carry Docker Engine's packages for PLATFORM (debian-12: "
+                                                    "docker.io and what a minimal Debian 12 lacks)."),
 ) -> None:
     """Stream the spec's images out of the build engine into one bundle tar (OCI layout, release
     manifest, inventory, file manifest, empty signatures/); optionally a delta (with byte-level
@@ -61,7 +64,7 @@ def build(
     result = build_bundle(output, spec, engine, reporter(), since_file=since_file,
                           inventory_keys=[Path(k) for k in inventory_keys], keys=keys, passphrase=passphrase,
                           chunk_size=None if chunk_size is None else parse_size(chunk_size),
-                          patches=not no_patches, compress=compress)
+                          patches=not no_patches, compress=compress, engine_packages=engine_packages)
     _report_build(output, result)
 
 
@@ -74,7 +77,8 @@ def _report_build(output: Path, result: Any) -> None:
     if OPTIONS.json:
         doc: dict[str, Any] = {"bundle": str(output), "size": built.size, "blobs": built.blobs,
                                "manifest_sha256": built.manifest_sha256, "release": built.release,
-                               "delta": built.is_delta, "compressed": result.compressed}
+                               "delta": built.is_delta, "compressed": result.compressed,
+                               "engine_packages": built.engine_packages}
         if built.is_delta:
             doc["expected_on_site"] = [{"digest": f"sha256:{h}", "size": n} for h, n in sorted(built.expected.items())]
             doc["patches"] = patch_entries(built.patches or {})
@@ -95,6 +99,10 @@ def _report_build(output: Path, result: Any) -> None:
             rebuilt = sum(size for _b, _p, size in built.patches.values())
             out(f"{output}: {len(built.patches)} layer(s) shipped as byte-level patches ({format_size(rebuilt)} "
                 "rebuilt on the site from its previous layers)")
+    if built.engine_packages:
+        pkgs = built.engine_packages["packages"]
+        out(f"{output}: {len(pkgs)} engine packages for {built.engine_packages['platform']} "
+            f"({format_size(sum(p['size'] for p in pkgs))})")
     if result.compressed:
         out(f"{output}: zstd-compressed ({format_size(built.size)})")
 
