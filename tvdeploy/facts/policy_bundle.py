@@ -100,7 +100,11 @@ def _hex(digest: str) -> str:
     return digest.split(":", 1)[-1]
 
 
-def image_facts(service: str, ref: dict[str, Any], blobs: Path, cache: dict[str, LayerScan]) -> ImageFacts:
+def image_facts(service: str, ref: dict[str, Any], blobs: Path, cache: dict[str, LayerScan],
+                patched: frozenset[str] = frozenset()) -> ImageFacts:
+    """A delta leaves out the layers the site holds (they passed this gate when their own bundle
+    was imported) and may ship others as patches (their bytes, fixed by the signed digest, exist
+    only once rebuilt at import): neither is scanned here, and neither counts as unreadable."""
     manifest = json.loads((blobs / _hex(ref["digest"])).read_bytes())
     config = json.loads((blobs / _hex(manifest["config"]["digest"])).read_bytes())
     cfg = config.get("config") or {}
@@ -110,7 +114,8 @@ def image_facts(service: str, ref: dict[str, Any], blobs: Path, cache: dict[str,
         if h not in cache:
             path = blobs / h
             if not path.exists():
-                unreadable.append(f"layer {h[:12]} is not in this bundle (delta)")
+                if h not in patched:
+                    log.debug("%s: layer %s not in this bundle (delta): the site holds it", service, h[:12])
                 continue
             try:
                 with path.open("rb") as fh:
@@ -167,5 +172,7 @@ def gather(bundle_path: Path, trust_root: Path | None, now: datetime,
         blobs = Path(tmp)
         bundle = read_bundle(bundle_path, reporter=reporter, sink=_Staging(blobs), fileobj=fileobj)
         cache: dict[str, LayerScan] = {}
-        images = tuple(image_facts(svc, ref, blobs, cache) for svc, ref in sorted(bundle.release["images"].items()))
+        patched = frozenset(getattr(bundle, "patches", {}) or {})
+        images = tuple(image_facts(svc, ref, blobs, cache, patched)
+                       for svc, ref in sorted(bundle.release["images"].items()))
         return _signatures(bundle, trust_root, now), images
