@@ -56,9 +56,14 @@ def wait_converged(site: Site, api: Any, watches: list[Watch], timeout: float, r
     for w in watches:
         if not completed:
             reporter.task(f"svc:{w.key}", f"{w.key}: starting", total=None)
+    last: dict[str, str] = {}
     while True:
         for w in [w for w in watches if not w.done]:
             state = service_state(site, api, w, nodes, completed)
+            if state is not None and state != last.get(w.key):
+                last[w.key] = state  # the live view: tasks running/desired, as they change
+                reporter.advance(f"svc:{w.key}", 0, description=f"{w.key}: {state}")
+                reporter.event("service.progress", service=w.key, state=state)
             if state is None:
                 w.done = True
                 if not completed:
@@ -92,7 +97,8 @@ def service_state(site: Site, api: Any, w: Watch, nodes: dict[str, dict[str, str
     converged = len(good) == len(active) and len(good) >= want
     if completed:
         converged = converged and update.get("State") in (None, "completed")
-    return None if converged else f"{len(good)}/{want} running"
+    starting = [t.state for t in active if t.state != "running"]
+    return None if converged else f"{len(good)}/{want} running healthy" + (f", {starting[0]}" if starting else "")
 
 
 def tasks_wanted(svc: dict[str, Any], tasks: list[TaskFact]) -> int:
