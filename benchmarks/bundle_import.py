@@ -10,8 +10,9 @@ from --home. Steps, in one run:
    ``docker load`` of that file into the last node over its mutual-TLS API (timed; the images are
    removed from the node first).
 3. ``tvdeploy bundle import`` of v1 into a wiped site registry (timed end to end: strict verify,
-   registry deploy from the bundle, pushes, read-back); then ``bundle inventory``, a v2 delta
-   built ``--since`` it, and its import (bytes moved against v1's).
+   registry deploy from the bundle onto every manager, pushes to every replica at once,
+   read-back from each); then ``bundle inventory``, a v2 delta built ``--since`` it, and its
+   import (bytes moved against v1's, per replica).
 Prints the time ratio and the bytes ratio (no target: a comparison; exits 0 unless a step fails). The
 site registry is wiped before and stays filled after.
 """
@@ -46,31 +47,32 @@ def timed(fn: Any) -> tuple[float, Any]:
 
 
 def wipe_registry(site_file: Path) -> None:
-    """Remove the registry service, its volume and image, and the import records: a first import."""
+    """Remove the registry service, then on every manager its volume and image, and the import
+    records: a first import (every replica filled from nothing)."""
     import docker.errors
 
     from tvdeploy.config.load import load_site
     from tvdeploy.connectors.ssh import SSHPool
     from tvdeploy.execute import site_registry as R
     from tvdeploy.execute.import_records import SITE_RECORD, imports_dir
-    from tvdeploy.release.registry_address import endpoint
 
     site = load_site(site_file)
-    ep = endpoint(site)
-    api = R.docker_client(site, site.node(ep.node)).api
-    svc = R.find_service(api)
+    apis = [R.docker_client(site, node).api for node in site.managers]
+    svc = R.find_service(apis[0])
     if svc is not None:
-        api.remove_service(svc["ID"])
-        deadline = time.monotonic() + 60
+        apis[0].remove_service(svc["ID"])
         label = {"label": f"com.docker.swarm.service.id={svc['ID']}"}
-        while time.monotonic() < deadline and api.containers(all=True, filters=label):
-            time.sleep(0.5)
-    for call in (lambda: api.remove_volume(R.VOLUME), lambda: api.remove_image("trueverit/registry:2.8")):
-        try:
-            call()
-        except docker.errors.NotFound:
-            pass
-    api.close()
+        for api in apis:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and api.containers(all=True, filters=label):
+                time.sleep(0.5)
+    for api in apis:
+        for remove, name in ((api.remove_volume, R.VOLUME), (api.remove_image, "trueverit/registry:2.8")):
+            try:
+                remove(name)
+            except docker.errors.NotFound:
+                pass
+        api.close()
     with SSHPool(site) as pool:
         for node in site.managers:
             pool.get(node.name).run(f"rm -f {SITE_RECORD}")
@@ -131,7 +133,7 @@ def main() -> None:
                                       "--json"))
     full = json.loads(proc.stdout)
     print(f"bundle import v1 (site registry): {t_import:7.2f} s  (verify + registry deploy + push + read-back; "
-          f"{full['bytes_moved'] / 2**20:.1f} MiB moved)")
+          f"{full['bytes_moved'] / 2**20:.1f} MiB moved to each of {len(full.get('replicas') or {1: 1})} replicas)")
     phases = ", ".join(f"{k} {v:.2f} s" for k, v in full["seconds"].items())
     print(f"  phases: {phases}; the rest is verify (re-hash of every byte), replay check, audit, CLI start")
     print(f"time ratio (import / docker load on one node): {t_import / t_load:.2f}x; "

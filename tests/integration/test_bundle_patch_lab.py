@@ -128,7 +128,9 @@ def test_patched_delta_imports_and_the_service_runs_the_release_digest(patch_lab
     release = read_bundle(delta).release
     digest = release["images"]["cloud"]["digest"]
     site = load_site(lab.site)
-    registry = f"{site.managers[0].address}:{site.registry.port}"
+    from tvdeploy.release.registry_address import endpoint
+
+    registry = endpoint(site).host  # tv-registry:<port>: a replica on every manager
     assert doc["sequence"] == 2 and doc["images"]["cloud"] == f"{registry}/trueverit/cloud@{digest}"
     image = f"{registry}/trueverit/cloud@{digest}"
     target = site.nodes[-1]

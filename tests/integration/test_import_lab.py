@@ -166,7 +166,7 @@ def test_v1_import_killed_half_way_resumes_and_moves_only_what_is_missing(cli: A
 
     status = _status(cli, lab.site)
     site = _site(lab.site)
-    addr = f"{site.managers[0].address}:{site.registry.port}"
+    addr = f"tv-registry:{site.registry.port}"  # the name every node maps to every manager
     assert status["state"] == "running" and status["address"] == addr and status["size_bytes"] > 0
     held = {r["name"]: r["digests"] for r in status["repositories"]}
     for svc, img in _release(lab.v1)["images"].items():
@@ -194,12 +194,12 @@ def test_service_from_the_registry_runs_on_a_node_with_no_route_out(import_lab: 
 
     lab = import_lab
     site = _site(lab.site)
-    target = site.nodes[-1]  # not the registry's node: the image must come over the network
+    target = site.nodes[-1]  # not the first manager (first in /etc/hosts): the image comes over the network
     assert target.name != site.managers[0].name
     routes = ssh(lab.dir, str(target.address), "ip route")
     assert routes.returncode == 0 and "default" not in routes.stdout
     digest = _release(lab.v1)["images"]["cloud"]["digest"]
-    image = f"{site.managers[0].address}:{site.registry.port}/trueverit/cloud@{digest}"
+    image = f"tv-registry:{site.registry.port}/trueverit/cloud@{digest}"
     with open_clients(site, Clients()) as clients:
         api = clients[site.managers[0].name].api
         from docker.types import ContainerSpec, Placement, TaskTemplate

@@ -2,7 +2,9 @@
 
 ``requests`` lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace a session's CA (LAB.md): the
 session here has ``trust_env`` off and ``verify`` set to the site CA file, so only the site CA is
-trusted, whatever the environment says. No certificate is pinned or relaxed here.
+trusted, whatever the environment says. No certificate is pinned or relaxed here. The registry
+verifies clients too (mutual TLS): the session presents *client_cert* (the operator's certificate
+from the site CA); a registry that refuses the client is named with what to do.
 
 Blob bodies are streamed from an iterable of chunks with a known length (Content-Length, never
 chunked transfer encoding), so a layer is never held in memory. Large blobs go up in PATCH
@@ -91,11 +93,13 @@ def _check_digest(digest: str) -> str:
 
 @dataclass
 class Registry:
-    """One registry endpoint, e.g. ``Registry("10.0.0.11", 5000, Path(".../ca.pem"))``."""
+    """One registry endpoint, e.g. ``Registry("10.0.0.11", 5000, Path(".../ca.pem"),
+    (Path(".../client/cert.pem"), Path(".../client/key.pem")))``."""
 
     address: str
     port: int
     ca: Path
+    client_cert: tuple[Path, Path] | None = None  # (certificate, key) presented to the registry
     timeout: float = TIMEOUT
     upload_chunk: int = UPLOAD_CHUNK
 
@@ -104,10 +108,15 @@ class Registry:
 
         if not self.ca.is_file():
             raise InputFileError(f"{self.ca}: site CA certificate not found; run tvdeploy tls apply first")
+        for path in self.client_cert or ():
+            if not path.is_file():
+                raise InputFileError(f"{path}: operator client certificate not found; run tvdeploy tls apply first")
         self.base = f"https://{self.address}:{self.port}"
         self.session = requests.Session()
         self.session.trust_env = False  # no REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE/proxy variables
         self.session.verify = str(self.ca)  # the site CA is the only trust anchor
+        if self.client_cert is not None:
+            self.session.cert = (str(self.client_cert[0]), str(self.client_cert[1]))
 
     @property
     def where(self) -> str:
@@ -132,6 +141,9 @@ class Registry:
         try:
             resp = self.session.request(method, url, allow_redirects=False, **kw)
         except requests.exceptions.SSLError as exc:
+            if _client_refused(str(exc)):
+                raise RegistryError(f"{self.where}: refused this client: the registry requires a client "
+                                    "certificate from the site CA (tvdeploy tls apply issues the operator's)") from None
             raise RegistryError(f"{self.where}: TLS verification against the site CA failed: "
                                 f"{_short(str(exc))}") from None
         except requests.exceptions.Timeout:
@@ -303,6 +315,12 @@ def _error_text(resp: Any) -> str:
     except (ValueError, AttributeError):
         pass
     return f"HTTP {resp.status_code}{detail}"
+
+
+def _client_refused(text: str) -> bool:
+    """The server's TLS alert for a missing or unknown client certificate (TLS 1.3 / 1.2)."""
+    return any(m in text for m in ("CERTIFICATE_REQUIRED", "certificate required", "BAD_CERTIFICATE",
+                                   "bad certificate", "UNKNOWN_CA", "unknown ca"))
 
 
 def _short(text: str) -> str:

@@ -35,7 +35,8 @@ from tvdeploy.execute.import_records import (
 )
 from tvdeploy.execute.import_registry import check_delta_on_registry, to_registry
 from tvdeploy.execute.release_records import record_import_in_swarm
-from tvdeploy.execute.site_registry import open_registry
+from tvdeploy.execute.site_lock import hold_if_swarm
+from tvdeploy.execute.site_registry import catch_up_replicas, open_registry
 from tvdeploy.release import import_state as S
 from tvdeploy.release.records import ImportRecord
 
@@ -89,7 +90,8 @@ def import_verified(site: Site, verified: PathVerified, pool: SSHPool, reporter:
                     now: datetime | None = None) -> ImportResult:
     """Steps 3-4 for a bundle that passed ``verify_and_check``."""
     bf = BundleFile(verified)
-    with import_lock(site):
+    rel = bf.bundle.release
+    with import_lock(site), hold_if_swarm(site, f"bundle import {rel['release']}", reporter):
         return _import_locked(site, verified, bf, pool, reporter, now)
 
 
@@ -100,6 +102,8 @@ def _import_locked(site: Site, verified: PathVerified, bf: BundleFile, pool: SSH
     mode = site.registry.mode
     bundle_obj = _bundle_object(bundle)
     images = bf.images()
+    if mode == "site-registry":
+        catch_up_replicas(site, reporter)  # a replica that missed an import gets it (and a delta's bases)
     try:
         check_delta(site, bf, images)  # before anything is written, even the journal
     except RefusedError as exc:

@@ -127,9 +127,11 @@ class ImportResult:
     registry: str | None = None
     nodes: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # phase -> wall time
+    replicas: dict[str, str] = field(default_factory=dict)  # site-registry: manager -> "filled" / "down: why"
 
     def to_json(self) -> dict[str, Any]:
         return {"release": self.release, "sequence": self.sequence, "mode": self.mode,
                 "manifest_sha256": self.manifest_sha256, "resumed": self.resumed, "registry": self.registry,
                 "nodes": self.nodes, "bytes_moved": self.bytes_moved, "bytes_skipped": self.bytes_skipped,
-                "images": self.images, "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
+                "images": self.images, "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+                **({"replicas": self.replicas} if self.mode == "site-registry" else {})}

@@ -1,14 +1,16 @@
-"""``site-registry`` mode of ``bundle import``: deploy the site registry when needed, push each
-image's blobs (present: skip; in another repository: mount; else stream from the bundle) and
-manifest, then read every manifest back by digest and by tag."""
+"""``site-registry`` mode of ``bundle import``: deploy the site registry's replicas when needed
+(one per manager), catch up a replica that missed earlier imports, push each image's blobs
+(present: skip; in another repository: mount; else stream from the bundle) and manifest to every
+replica that is up, then read every manifest back from each, by digest and by tag."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from tvdeploy.audit.recorder import record
 from tvdeploy.bundle.images import BundleFile, BundleImage, needed_base
@@ -16,7 +18,8 @@ from tvdeploy.bundle.sizes import format_size
 from tvdeploy.errors import ConnectionFailed, RefusedError, VerificationError
 from tvdeploy.execute.import_patches import drop_rebuilt
 from tvdeploy.execute.import_records import ImportResult, JournalFile, Moved
-from tvdeploy.execute.site_registry import ensure_registry, open_registry
+from tvdeploy.execute.registry_sync import sync_replicas
+from tvdeploy.execute.site_registry import Deployed, ensure_registry, open_replica
 from tvdeploy.release import import_state as S
 from tvdeploy.release.registry_address import IMAGE_KEY, SERVICE, endpoint
 
@@ -79,42 +82,98 @@ def registry_archive(bf: BundleFile, images: list[BundleImage]) -> tuple[str | N
 
 def to_registry(site: Site, bf: BundleFile, images: list[BundleImage], pool: SSHPool, journal: S.Journal,
                 jfile: JournalFile, reporter: Reporter, result: ImportResult, now: datetime) -> None:
+    """Every replica that is up: deployed (``ensure_registry``), caught up with the others
+    (``sync_replicas``), then given this bundle's images. The first replica up is filled in
+    this thread with the progress bars and the journal; the others at the same time, quietly.
+    ``bytes_moved`` / ``bytes_skipped`` are the first replica's (what a resume skips);
+    ``result.replicas`` says, per manager, "filled" or why not."""
+    from concurrent.futures import ThreadPoolExecutor
+
     ep = endpoint(site)
     result.registry = ep.host
     image_id, archive = registry_archive(bf, images)
-    with open_registry(site) as reg:
+    start = time.monotonic()
+    deployed = ensure_registry(site, pool, image_id, archive, reporter, now)
+    result.seconds["registry"] = time.monotonic() - start
+    _record_deploy(site, deployed, image_id)
+    result.replicas = {node: f"down: {why}" for node, why in deployed.down.items()}
+    targets = [_Target(r.node, open_replica(site, r)) for r in deployed.up]
+    try:
         start = time.monotonic()
-        deployed = ensure_registry(site, pool, reg, image_id, archive, reporter, now)
-        result.seconds["registry"] = time.monotonic() - start
-        if deployed.created or deployed.certificate_sha256:
-            objects = [{"type": "service", "name": SERVICE, "node": ep.node, "address": ep.host}]
-            if image_id:
-                objects.append({"type": "image", "name": "registry", "digest": image_id})
-            if deployed.certificate_sha256:
-                objects.append({"type": "certificate", "name": SERVICE,
-                                "digest": f"sha256:{deployed.certificate_sha256}"})
-            record(site, "registry.deploy", objects=objects)
-        holders: dict[str, str] = {}
+        sync_replicas({t.node: t.reg for t in targets}, reporter)
+        result.seconds["sync"] = time.monotonic() - start
+        first, others = targets[0], targets[1:]
         start = time.monotonic()
         try:
-            with bf.open() as fh:
+            with bf.open() as fh, ThreadPoolExecutor(max_workers=max(1, len(others)),
+                                                     thread_name_prefix="tvdeploy-replica") as workers:
                 for img in images:
-                    stats = push_image(reg, bf, fh, img, images, holders, journal, jfile, reporter)
+                    pending = [workers.submit(_push_quietly, t, bf, img, images) for t in others]
+                    stats = push_image(first.reg, bf, fh, img, images, first.holders, journal, jfile, reporter)
+                    for fut in pending:
+                        fut.result()
                     result.bytes_moved += stats.moved
                     result.bytes_skipped += stats.skipped
                     record(site, "bundle.import.image", objects=[
                         {"type": "image", "name": f"{ep.host}/{img.repo}", "digest": img.digest,
-                         "moved_bytes": str(stats.moved), "skipped_bytes": str(stats.skipped)}])
+                         "moved_bytes": str(stats.moved), "skipped_bytes": str(stats.skipped),
+                         "replicas": ",".join(t.node for t in targets)}])
         finally:
             drop_rebuilt(bf)  # patched layers rebuilt by check_delta_on_registry
         result.seconds["push"] = time.monotonic() - start
         start = time.monotonic()
-        read_back(reg, images)
+        for t in targets:
+            read_back(t.reg, images)
+            result.replicas[t.node] = "filled"
         result.seconds["read_back"] = time.monotonic() - start
+    finally:
+        for t in targets:
+            t.reg.close()
     for img in images:
         result.images[img.service] = ep.reference(img.repo, img.digest)
-    reporter.info(f"{len(images)} images in {ep.host}: {format_size(result.bytes_moved)} moved, "
-                  f"{format_size(result.bytes_skipped)} skipped (already on the site)")
+    reporter.info(f"{len(images)} images in {ep.host} ({len(targets)} of {len(ep.replicas)} replicas): "
+                  f"{format_size(result.bytes_moved)} moved, {format_size(result.bytes_skipped)} skipped "
+                  "(already on the site)")
+
+
+@dataclass
+class _Target:
+    node: str
+    reg: Registry
+    holders: dict[str, str] = field(default_factory=dict)
+
+
+class _Unjournaled(JournalFile):
+    """The journal of a replica other than the first: the resume is driven by the first one
+    (a replica that missed blobs gets them on the next import: missing blobs only)."""
+
+    def __init__(self) -> None:  # noqa: D107 - no file
+        pass
+
+    def add(self, journal: S.Journal, rec: dict[str, Any]) -> None:
+        return None
+
+
+def _push_quietly(target: _Target, bf: BundleFile, img: BundleImage, images: list[BundleImage]) -> Moved:
+    from tvdeploy.reporting import NullReporter
+
+    scratch = S.Journal("", "", 0, "site-registry")
+    with bf.open() as fh:
+        return push_image(target.reg, bf, fh, img, images, target.holders, scratch, _Unjournaled(), NullReporter())
+
+
+def _record_deploy(site: Site, deployed: Deployed, image_id: str | None) -> None:
+    if not (deployed.created or deployed.certificates or deployed.image_loaded):
+        return
+    ep = endpoint(site)
+    objects = [{"type": "service", "name": SERVICE, "address": ep.host,
+                "replicas": ",".join(r.node for r in deployed.up)}]
+    if image_id:
+        objects.append({"type": "image", "name": "registry", "digest": image_id,
+                        "loaded_on": ",".join(deployed.image_loaded)})
+    for node, sha in deployed.certificates.items():
+        objects.append({"type": "certificate", "name": f"{SERVICE}@{node}", "digest": f"sha256:{sha}"})
+    record(site, "registry.deploy", objects=objects)
 
 
 def push_image(reg: Registry, bf: BundleFile, fh: BinaryIO, img: BundleImage, images: list[BundleImage],

@@ -1,16 +1,21 @@
-"""The site registry: Distribution as swarm service ``tv-registry`` on one manager, TLS from the
-site CA, storage on a named volume, reached at that manager's address and ``registry.port``.
+"""The site registry: Distribution as the global swarm service ``tv-registry``, one replica on
+EVERY manager, so images stay pullable with any one manager down (issue 13). Each replica: TLS
+from the site CA, clients verified against the site CA too (``REGISTRY_HTTP_TLS_CLIENTCAS``: an
+anonymous client on the site network is refused), storage on the node-local named volume, the
+port published in host mode on its manager. Services pull ``tv-registry:<port>/...``: every node
+maps that name to every manager in /etc/hosts and dockerd dials them in order
+(``tvdeploy.release.registry_address``; the node side is ``tvdeploy.execute.registry_trust``).
+``bundle import`` fills every replica that is up (``tvdeploy.execute.import_registry``).
 
-Key placement (a choice): the registry's private key is made ON the registry manager with openssl
-(only the CSR travels, as for dockerd) and stays in a file there, bind-mounted read-only into the
-task, which is therefore pinned to that node by its swarm node id. A Docker secret would carry the
-key through the swarm API and the raft log: exactly the "private key leaves the machine that
-made it" the product rules out. Pinning also keeps the named volume (node-local storage) with
-the task. The port is published in host mode on that manager, so the address is that manager's
-IP whatever the site's ingress mesh can do.
+Key placement (a choice): each replica's private key is made ON its manager with openssl (only
+the CSR travels, as for dockerd) and stays in a file there at the same path on every manager,
+bind-mounted read-only into the task. A Docker secret would carry the key through the swarm API
+and the raft log: exactly the "private key leaves the machine that made it" the product rules
+out. Each certificate names ``tv-registry`` (what dockerd checks) and its manager's address (what
+tvdeploy checks: it reaches each replica by address).
 
-Every node trusts the registry through ``/etc/docker/certs.d/<address>:<port>/ca.crt``. Where the
-registry is (pure) is ``tvdeploy.release.registry_address``.
+A manager whose Docker API does not answer is skipped (reported as down); the next import
+deploys and fills its replica.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import logging
 import shlex
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from tvdeploy.errors import ConnectionFailed, RefusedError, TvdeployError
 from tvdeploy.pki.certinfo import sha256_fingerprint
 from tvdeploy.pki.issue import keygen_command
-from tvdeploy.release.registry_address import IMAGE_KEY, SERVICE, certs_d_path, endpoint
+from tvdeploy.release.registry_address import IMAGE_KEY, NAME, SERVICE, Replica, endpoint
 
 if TYPE_CHECKING:
     from tvdeploy.config.site import Node, Site
@@ -41,10 +46,12 @@ VOLUME = "tv-registry-data"
 CERT_DIR = "/etc/docker/tvdeploy-registry"
 KEY_FILE = f"{CERT_DIR}/key.pem"
 CERT_FILE = f"{CERT_DIR}/cert.pem"
+CLIENT_CA_FILE = f"{CERT_DIR}/ca.pem"  # the CA the replica verifies clients against
 CONTAINER_CERTS = "/certs"
 RENEW_BEFORE = timedelta(days=30)
 READY_SECONDS = 90.0
 LOAD_TIMEOUT = 900
+
 
 def ca_file(site: Site) -> Path:
     from tvdeploy.pki.ca import pki_paths
@@ -52,11 +59,73 @@ def ca_file(site: Site) -> Path:
     return pki_paths(site).cert
 
 
-def open_registry(site: Site) -> Registry:
+def client_cert(site: Site) -> tuple[Path, Path]:
+    """The operator's client certificate and key, which every replica requires."""
+    from tvdeploy.pki.ca import pki_paths
+
+    d = pki_paths(site).client_dir
+    return d / "cert.pem", d / "key.pem"
+
+
+def open_replica(site: Site, replica: Replica) -> Registry:
     from tvdeploy.connectors.registry import Registry
 
-    ep = endpoint(site)
-    return Registry(ep.address, ep.port, ca_file(site))
+    return Registry(replica.address, replica.port, ca_file(site), client_cert(site))
+
+
+def open_registry(site: Site) -> Registry:
+    """The first replica (site-file order) that answers; the first one when none does (its
+    error then names it)."""
+    first: Registry | None = None
+    for replica in endpoint(site).replicas:
+        reg = open_replica(site, replica)
+        try:
+            reg.ping()
+        except ConnectionFailed:
+            if first is None:
+                first = reg
+            else:
+                reg.close()
+            continue
+        if first is not None:
+            first.close()
+        return reg
+    assert first is not None  # endpoint() refuses a site without managers
+    return first
+
+
+def catch_up_replicas(site: Site, reporter: Reporter) -> dict[str, int]:
+    """Copy into each answering replica what the other answering replicas hold and it lacks
+    (``tvdeploy.execute.registry_sync``); node -> manifests copied."""
+    from tvdeploy.execute.registry_sync import sync_replicas
+
+    regs: dict[str, Registry] = {}
+    try:
+        for replica in endpoint(site).replicas:
+            reg = open_replica(site, replica)
+            try:
+                reg.ping()
+            except ConnectionFailed:
+                reg.close()
+                continue
+            regs[replica.node] = reg
+        return sync_replicas(regs, reporter) if len(regs) > 1 else {}
+    finally:
+        for reg in regs.values():
+            reg.close()
+
+
+def sync(site: Site, reporter: Reporter) -> dict[str, int]:
+    """``registry sync``: ``catch_up_replicas`` under the deploy lock, audited when it copied."""
+    from tvdeploy.audit.recorder import record
+    from tvdeploy.execute.site_lock import hold_if_swarm
+
+    with hold_if_swarm(site, "registry sync", reporter):
+        copied = catch_up_replicas(site, reporter)
+    if copied:
+        record(site, "registry.sync", objects=[{"type": "replica", "name": node, "copied": str(n)}
+                                               for node, n in copied.items()])
+    return copied
 
 
 def docker_client(site: Site, node: Node, timeout: int = 15) -> Any:
@@ -73,24 +142,14 @@ def find_service(api: Any) -> dict[str, Any] | None:
     return None
 
 
-# -- the CA on every node ---------------------------------------------------------------------
+# -- key and certificate on each manager -------------------------------------------------------
 
-def install_ca_everywhere(site: Site, pool: SSHPool, reporter: Reporter) -> None:
-    """Every node's dockerd trusts the registry through certs.d (idempotent, parallel)."""
-    from tvdeploy.connectors.ssh import FileSpec
-    from tvdeploy.parallel import for_each
+def replica_names(replica: Replica) -> Any:
+    """SANs of a replica's certificate: the registry's name, its node's name and address."""
+    from tvdeploy.pki.issue import ServerNames
 
-    ep = endpoint(site)
-    ca_pem = ca_file(site).read_bytes()
+    return ServerNames(dns=(NAME, replica.node), ips=(replica.address,))
 
-    def one(node: Node) -> None:
-        pool.get(node.name).put_files([FileSpec(certs_d_path(ep), ca_pem, 0o444)])
-
-    for_each(site.nodes, one, label=lambda n: f"node {n.name}")
-    reporter.info(f"site CA installed for {ep.host} on {len(site.nodes)} node(s)")
-
-
-# -- key and certificate on the registry node ---------------------------------------------------
 
 def _needs_certificate(cert_pem: bytes, ca_cert: Any, names: Any, now: datetime) -> str | None:
     """Why the registry certificate must be (re)issued, or None when it is fine."""
@@ -106,38 +165,49 @@ def _needs_certificate(cert_pem: bytes, ca_cert: Any, names: Any, now: datetime)
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         ips = {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
+        dns = set(san.get_values_for_type(x509.DNSName))
     except x509.ExtensionNotFound:
-        ips = set()
+        ips, dns = set(), set()
     if not set(names.ips) <= ips:
         return "addresses changed"
+    if not set(names.dns) <= dns:
+        return "names changed"
     return None
 
 
-def ensure_certificate(site: Site, pool: SSHPool, reporter: Reporter, now: datetime) -> str | None:
-    """Key made on the registry node, CSR signed here; returns the new certificate's sha256,
-    or None when the node's certificate is still good."""
+def ensure_certificate(site: Site, pool: SSHPool, replica: Replica, reporter: Reporter, now: datetime) -> str | None:
+    """Key made on the replica's manager, CSR signed here, the site CA beside them (the clients'
+    CA); returns the new certificate's sha256 (or the CA's, when only it changed): the replica
+    must restart to read it. None when nothing changed."""
     from cryptography.hazmat.primitives import serialization
 
+    from tvdeploy.connectors.ssh import FileSpec
     from tvdeploy.pki.ca import ca_passphrase, load_ca, load_ca_cert, pki_paths
-    from tvdeploy.pki.issue import ServerNames, sign_server_csr
+    from tvdeploy.pki.issue import sign_server_csr
 
-    ep = endpoint(site)
-    conn = pool.get(ep.node)
-    names = ServerNames(dns=(ep.node, SERVICE), ips=tuple(str(n.address) for n in site.managers))
-    current = conn.run(f"cat {CERT_FILE} 2>/dev/null; test -s {KEY_FILE} || echo nokey", check=False).stdout
-    why = "no certificate" if "BEGIN CERTIFICATE" not in current or "nokey" in current else \
-        _needs_certificate(current.encode(), load_ca_cert(pki_paths(site)), names, now)
+    conn = pool.get(replica.node)
+    names = replica_names(replica)
+    ca_pem = ca_file(site).read_bytes()
+    split = "----tvdeploy-ca----"
+    current = conn.run(f"cat {CERT_FILE} 2>/dev/null; test -s {KEY_FILE} || echo nokey; echo {split}; "
+                       f"cat {CLIENT_CA_FILE} 2>/dev/null", check=False).stdout
+    cert_now, _, ca_now = current.partition(split + "\n")
+    why = "no certificate" if "BEGIN CERTIFICATE" not in cert_now or "nokey" in cert_now else \
+        _needs_certificate(cert_now.encode(), load_ca_cert(pki_paths(site)), names, now)
+    files = [] if ca_now.encode() == ca_pem else [FileSpec(CLIENT_CA_FILE, ca_pem, 0o444)]
     if why is None:
+        if files:
+            conn.put_files(files)
+            reporter.info(f"registry client CA installed on {replica.node}")
+            return sha256_fingerprint(load_ca_cert(pki_paths(site)))
         return None
     ca = load_ca(pki_paths(site), ca_passphrase(site))
     staged = KEY_FILE + ".tvdeploy-new"
     csr = conn.run(keygen_command(CERT_DIR, staged, SERVICE)).stdout.encode()
-    cert = sign_server_csr(ca, csr, ep.node, site.site.name, names, site.pki.server_cert_days, now)
-    from tvdeploy.connectors.ssh import FileSpec
-
-    conn.put_files([FileSpec(CERT_FILE + ".tvdeploy-new", cert.public_bytes(serialization.Encoding.PEM), 0o444)],
-                   then=f"mv -f {shlex.quote(staged)} {KEY_FILE}; mv -f {CERT_FILE}.tvdeploy-new {CERT_FILE}")
-    reporter.info(f"registry certificate issued on {ep.node} ({why})")
+    cert = sign_server_csr(ca, csr, replica.node, site.site.name, names, site.pki.server_cert_days, now)
+    files.append(FileSpec(CERT_FILE + ".tvdeploy-new", cert.public_bytes(serialization.Encoding.PEM), 0o444))
+    conn.put_files(files, then=f"mv -f {shlex.quote(staged)} {KEY_FILE}; mv -f {CERT_FILE}.tvdeploy-new {CERT_FILE}")
+    reporter.info(f"registry certificate issued on {replica.node} ({why})")
     return sha256_fingerprint(cert)
 
 
@@ -173,27 +243,40 @@ def load(api: Any, data: Iterator[bytes], node: str) -> None:
         raise ConnectionFailed(f"node {node}: docker load interrupted: {str(exc)[:200]}") from None
 
 
-def service_spec(node_id: str, image_id: str, port: int) -> dict[str, Any]:
-    """Arguments of ``create_service`` for the registry (pure: tested as data)."""
+def service_spec(image_id: str, port: int) -> dict[str, Any]:
+    """Arguments of ``create_service`` for the registry (pure: tested as data): one task on
+    every manager (global mode), its port in host mode there."""
     from docker.types import ContainerSpec, EndpointSpec, Mount, Placement, RestartPolicy, TaskTemplate
 
     container = ContainerSpec(
         image_id,  # by image id: the task never tries to pull (the node has no route out)
         env={"REGISTRY_HTTP_TLS_CERTIFICATE": f"{CONTAINER_CERTS}/cert.pem",
              "REGISTRY_HTTP_TLS_KEY": f"{CONTAINER_CERTS}/key.pem",
+             "REGISTRY_HTTP_TLS_CLIENTCAS": f"[{CONTAINER_CERTS}/ca.pem]",  # clients need a site certificate
              "REGISTRY_HTTP_ADDR": ":5000"},
         mounts=[Mount(CONTAINER_CERTS, CERT_DIR, type="bind", read_only=True),
                 Mount("/var/lib/registry", VOLUME, type="volume")],
     )
-    template = TaskTemplate(container, placement=Placement(constraints=[f"node.id=={node_id}", "node.role==manager"]),
+    template = TaskTemplate(container, placement=Placement(constraints=["node.role==manager"]),
                             restart_policy=RestartPolicy(condition="any", delay=2_000_000_000))
     return {
         "task_template": template,
         "name": SERVICE,
         "labels": {"tvdeploy.role": "site-registry"},
-        "mode": {"Replicated": {"Replicas": 1}},
+        "mode": {"Global": {}},
         "endpoint_spec": EndpointSpec(ports={port: (5000, "tcp", "host")}),
     }
+
+
+def spec_is_current(existing: dict[str, Any], port: int) -> bool:
+    """The live service is the one ``service_spec`` describes (mode, client CA, port), so an
+    older single-replica registry is replaced."""
+    spec = existing.get("Spec") or {}
+    env = ((spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}).get("Env") or []
+    ports = (spec.get("EndpointSpec") or {}).get("Ports") or []
+    return ("Global" in (spec.get("Mode") or {})
+            and f"REGISTRY_HTTP_TLS_CLIENTCAS=[{CONTAINER_CERTS}/ca.pem]" in env
+            and any(p.get("PublishedPort") == port and p.get("PublishMode") == "host" for p in ports))
 
 
 def wait_ready(registry: Registry, timeout: float = READY_SECONDS) -> None:
@@ -213,42 +296,150 @@ def wait_ready(registry: Registry, timeout: float = READY_SECONDS) -> None:
 @dataclass
 class Deployed:
     created: bool
-    image_loaded: bool
-    certificate_sha256: str | None
+    image_loaded: list[str] = field(default_factory=list)  # managers that got the image now
+    certificates: dict[str, str] = field(default_factory=dict)  # manager -> new certificate sha256
+    up: list[Replica] = field(default_factory=list)  # replicas that answer, site-file order
+    down: dict[str, str] = field(default_factory=dict)  # manager -> why its replica is not served
+
+    @property
+    def certificate_sha256(self) -> str | None:
+        return next(iter(self.certificates.values()), None)
 
 
-def ensure_registry(site: Site, pool: SSHPool, registry: Registry, image_id: str | None,
-                    archive: Callable[[], Iterator[bytes]] | None, reporter: Reporter, now: datetime) -> Deployed:
-    """Make the site registry exist and answer. *image_id*/*archive*: the registry image of the
-    bundle (needed only when the service does not exist yet)."""
+def ensure_registry(site: Site, pool: SSHPool, image_id: str | None, archive: Callable[[], Iterator[bytes]] | None,
+                    reporter: Reporter, now: datetime) -> Deployed:
+    """Make a replica exist and answer on every manager whose Docker API answers. *image_id* /
+    *archive*: the registry image of the bundle (without it, a manager that lacks the image
+    gets it from another manager)."""
+    from tvdeploy.execute.registry_trust import install_trust_everywhere
+    from tvdeploy.facts.services import manager_client
+
     ep = endpoint(site)
-    node = site.node(ep.node)
-    install_ca_everywhere(site, pool, reporter)
-    cert_sha = ensure_certificate(site, pool, reporter, now)
-    api = docker_client(site, node, timeout=LOAD_TIMEOUT).api
+    install_trust_everywhere(site, pool, reporter, now)
+    apis, deployed = _manager_apis(site)
     try:
-        existing = find_service(api)
-        if existing is not None:
-            if cert_sha is not None:
-                # A new certificate on disk: restart the task so the registry reads it.
-                api.update_service(existing["ID"], existing["Version"]["Index"], **restart_args(existing))
-            wait_ready(registry)
-            return Deployed(False, False, cert_sha)
-        if image_id is None or archive is None:
-            raise RefusedError(f"site {site.site.name}: no site registry yet, and the bundle carries no "
-                               f"registry image (release.json images.{IMAGE_KEY}); import a bundle "
-                               "that carries it first")
-        reporter.info(f"loading the registry image onto {ep.node}")
-        loaded = ensure_image(api, image_id, archive, ep.node)
-        node_id = (api.info().get("Swarm") or {}).get("NodeID")
-        if not node_id:
-            raise RefusedError(f"node {ep.node}: not in a swarm; run tvdeploy swarm bootstrap first")
-        api.create_service(**service_spec(node_id, image_id, ep.port))
-        reporter.info(f"service {SERVICE} created on {ep.node}, {ep.host}")
-        wait_ready(registry)
-        return Deployed(True, loaded, cert_sha)
+        client = manager_client(site, timeout=LOAD_TIMEOUT)
+        try:
+            existing = find_service(client.api)
+            image_id = _image_for(site, existing, image_id)
+            if image_id is None:
+                raise RefusedError(f"site {site.site.name}: no site registry yet, and the bundle carries no "
+                                   f"registry image (release.json images.{IMAGE_KEY}); import a bundle "
+                                   "that carries it first")
+            for replica in list(ep.replicas):
+                api = apis.get(replica.node)
+                if api is None:
+                    continue
+                sha = ensure_certificate(site, pool, replica, reporter, now)
+                if sha is not None:
+                    deployed.certificates[replica.node] = sha
+                source = archive or _copy_from(apis, image_id, replica.node)
+                if source is None:
+                    deployed.down[replica.node] = "no manager holds the registry image to copy"
+                    continue
+                if ensure_image(api, image_id, source, replica.node):
+                    deployed.image_loaded.append(replica.node)
+                    reporter.info(f"registry image loaded onto {replica.node}")
+            _ensure_service(client.api, existing, image_id, ep.port, bool(deployed.certificates), deployed, reporter)
+        finally:
+            client.close()
     finally:
-        api.close()
+        for api in apis.values():
+            api.close()
+    for replica in ep.replicas:
+        if replica.node in deployed.down:
+            continue
+        with open_replica(site, replica) as reg:
+            try:
+                wait_ready(reg)
+            except ConnectionFailed as exc:
+                deployed.down[replica.node] = exc.message
+                continue
+        deployed.up.append(replica)
+    for node, why in deployed.down.items():
+        reporter.warn(f"registry replica on {node} not served ({why}); the next import fills it")
+    if not deployed.up:
+        first = next(iter(deployed.down.items()))
+        raise ConnectionFailed(f"site {site.site.name}: no registry replica answers ({first[0]}: {first[1]})")
+    return deployed
+
+
+def _manager_apis(site: Site) -> tuple[dict[str, Any], Deployed]:
+    """The Docker API of every manager that answers; the others are recorded as down."""
+    from tvdeploy.connectors.docker_api import describe_error
+
+    apis: dict[str, Any] = {}
+    deployed = Deployed(False)
+    for node in site.managers:
+        api = docker_client(site, node).api
+        try:
+            api.ping()
+        except Exception as exc:  # noqa: BLE001 - docker/requests errors: this manager is down
+            deployed.down[node.name] = describe_error(node.name, str(node.address), 2376, exc).message
+            api.close()
+            continue
+        api.timeout = LOAD_TIMEOUT  # a short ping, then room for a docker load
+        apis[node.name] = api
+    return apis, deployed
+
+
+def _image_for(site: Site, existing: dict[str, Any] | None, bundle_image: str | None) -> str | None:
+    """The registry image id: the live service's (a running registry is not replaced by an
+    import), else the bundle's."""
+    if existing is not None:
+        image = existing["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+        if isinstance(image, str) and image.startswith("sha256:"):
+            return image
+    return bundle_image
+
+
+def _copy_from(apis: dict[str, Any], image_id: str, target: str) -> Callable[[], Iterator[bytes]] | None:
+    """``docker save`` of *image_id* from another manager that has it (streamed into the load)."""
+    import docker.errors
+
+    for node, api in apis.items():
+        if node == target:
+            continue
+        try:
+            api.inspect_image(image_id)
+        except docker.errors.ImageNotFound:
+            continue
+        return _saved(api, image_id)
+    return None
+
+
+def _saved(api: Any, image_id: str) -> Callable[[], Iterator[bytes]]:
+    def archive() -> Iterator[bytes]:
+        yield from api.get_image(image_id)
+
+    return archive
+
+
+def _ensure_service(api: Any, existing: dict[str, Any] | None, image_id: str, port: int, restart: bool,
+                    deployed: Deployed, reporter: Reporter) -> None:
+    if existing is not None and spec_is_current(existing, port):
+        if restart:
+            # A new certificate (or client CA) on disk: restart the tasks so the registry reads it.
+            api.update_service(existing["ID"], existing["Version"]["Index"], **restart_args(existing))
+        return
+    if existing is not None:
+        # An older single-replica registry: replaced (its volume, and so its images, stay).
+        api.remove_service(existing["ID"])
+        _wait_gone(api)
+        reporter.info(f"service {SERVICE}: single replica replaced by one replica per manager")
+    api.create_service(**service_spec(image_id, port))
+    deployed.created = True
+    reporter.info(f"service {SERVICE} created: a replica on every manager, {NAME}:{port}")
+
+
+def _wait_gone(api: Any, timeout: float = 60.0) -> None:
+    """Until no task of the removed service holds the host port any more."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not api.containers(filters={"label": f"com.docker.swarm.service.name={SERVICE}"}) \
+                and find_service(api) is None:
+            return
+        time.sleep(0.5)
 
 
 def restart_args(existing: dict[str, Any]) -> dict[str, Any]:
@@ -263,49 +454,67 @@ def restart_args(existing: dict[str, Any]) -> dict[str, Any]:
 # -- status ----------------------------------------------------------------------------------
 
 def status(site: Site) -> dict[str, Any]:
-    """``{"state", "address", "size_bytes", "repositories": [{"name", "digests"}]}``.
+    """``{"state", "address", "size_bytes", "repositories": [{"name", "digests"}], "replicas":
+    [{"node", "address", "state", "missing"}]}``.
 
-    state: "running" (answers over TLS), "absent" (no service), "unreachable" (a service, but
-    the API does not answer). size_bytes: the distinct blobs (configs, layers) and manifests of
-    every tagged image, as the registry describes them."""
-    import json
+    state: "running" (every replica answers over mutual TLS), "degraded" (some do), "unreachable"
+    (a service, but no replica answers), "absent" (no service). address: what services pull
+    from. size_bytes / repositories: the union over the replicas (the distinct blobs and
+    manifests of every tagged image). A replica's "missing": the manifests other replicas hold
+    and it lacks (the next import copies them)."""
+    from tvdeploy.facts.services import manager_client
 
     ep = endpoint(site)
-    doc: dict[str, Any] = {"state": "absent", "address": ep.host, "size_bytes": 0, "repositories": []}
-    api = docker_client(site, site.node(ep.node)).api
+    doc: dict[str, Any] = {"state": "absent", "address": ep.host, "size_bytes": 0, "repositories": [],
+                           "replicas": []}
+    client = manager_client(site)
     try:
-        try:
-            if find_service(api) is None:
-                return doc
-        except Exception as exc:  # noqa: BLE001 - docker/requests errors: say which node
-            from tvdeploy.connectors.docker_api import describe_error
-
-            raise describe_error(ep.node, ep.address, 2376, exc) from None
-    finally:
-        api.close()
-    with open_registry(site) as reg:
-        try:
-            reg.ping()
-        except ConnectionFailed:
-            doc["state"] = "unreachable"
+        if find_service(client.api) is None:
             return doc
-        doc["state"] = "running"
-        sizes: dict[str, int] = {}
-        repos = []
-        for repo in reg.catalog():
-            digests: set[str] = set()
-            for tag in reg.tags(repo):
-                data, digest, _type = reg.get_manifest(repo, tag)
-                digests.add(digest)
-                sizes[digest] = len(data)
-                try:
-                    manifest = json.loads(data)
-                    for desc in [manifest.get("config") or {}, *(manifest.get("layers") or [])]:
-                        if isinstance(desc.get("digest"), str) and isinstance(desc.get("size"), int):
-                            sizes[desc["digest"]] = desc["size"]
-                except (ValueError, AttributeError):
-                    log.debug("%s:%s: manifest not parsed for sizes", repo, tag)
-            repos.append({"name": repo, "digests": sorted(digests)})
-        doc["size_bytes"] = sum(sizes.values())
-        doc["repositories"] = repos
+    finally:
+        client.close()
+    held: dict[str, dict[str, str]] = {}  # node -> "repo@digest" -> tag
+    sizes: dict[str, int] = {}
+    for replica in ep.replicas:
+        with open_replica(site, replica) as reg:
+            try:
+                held[replica.node] = _contents(reg, sizes)
+            except ConnectionFailed as exc:
+                doc["replicas"].append({"node": replica.node, "address": replica.where, "state": "unreachable",
+                                        "error": exc.message})
+                continue
+        doc["replicas"].append({"node": replica.node, "address": replica.where, "state": "running"})
+    union = {ref for refs in held.values() for ref in refs}
+    for rep in doc["replicas"]:
+        if rep["state"] == "running":
+            rep["missing"] = len(union - set(held[rep["node"]]))
+    running = sum(1 for r in doc["replicas"] if r["state"] == "running")
+    doc["state"] = "running" if running == len(ep.replicas) else "degraded" if running else "unreachable"
+    repos: dict[str, set[str]] = {}
+    for ref in union:
+        repo, digest = ref.split("@", 1)
+        repos.setdefault(repo, set()).add(digest)
+    doc["repositories"] = [{"name": r, "digests": sorted(d)} for r, d in sorted(repos.items())]
+    doc["size_bytes"] = sum(sizes.values())
     return doc
+
+
+def _contents(reg: Registry, sizes: dict[str, int]) -> dict[str, str]:
+    """Every tagged manifest of one replica (``repo@digest`` -> tag); blob and manifest sizes
+    go into *sizes* (keyed by digest, so the union counts each once)."""
+    import json
+
+    out: dict[str, str] = {}
+    for repo in reg.catalog():
+        for tag in reg.tags(repo):
+            data, digest, _type = reg.get_manifest(repo, tag)
+            out[f"{repo}@{digest}"] = tag
+            sizes[digest] = len(data)
+            try:
+                manifest = json.loads(data)
+                for desc in [manifest.get("config") or {}, *(manifest.get("layers") or [])]:
+                    if isinstance(desc.get("digest"), str) and isinstance(desc.get("size"), int):
+                        sizes[desc["digest"]] = desc["size"]
+            except (ValueError, AttributeError):
+                log.debug("%s:%s: manifest not parsed for sizes", repo, tag)
+    return out

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from tvdeploy.execute.site_lock import hold_if_swarm
 from tvdeploy.execute.swarm_session import (
     Clients,
     EarlyInit,
@@ -57,10 +58,8 @@ def needs_review(view: SwarmView) -> bool:
 def bootstrap(site: Site, pool: SSHPool, clients: Clients, reporter: Reporter, *,
               review: Callable[[SwarmView], None], confirm: Callable[[str], None]) -> Bootstrapped:
     """Pre-flight, TLS, swarm. *review* sees the survey before anything is refused or changed;
-    *confirm* may refuse (raise) before the first change."""
-    from tvdeploy.execute.tls import apply_tls
-    from tvdeploy.pki.certinfo import utcnow
-
+    *confirm* may refuse (raise) before the first change. The changes run under the deploy lock
+    when the swarm exists already."""
     t0 = time.monotonic()
     view = survey(site, pool, clients, reporter)
     t_survey = time.monotonic()
@@ -73,6 +72,17 @@ def bootstrap(site: Site, pool: SSHPool, clients: Clients, reporter: Reporter, *
     if not tls.changes and not view.plan.steps:
         return Bootstrapped(facts=view.facts)
     confirm(f"bootstrap site {site.site.name}: {len(tls.steps)} TLS change(s), {len(view.plan.steps)} swarm step(s)?")
+    with hold_if_swarm(site, "swarm bootstrap", reporter):  # none yet on a first bootstrap
+        return _apply(site, pool, clients, reporter, view, t0, t_survey)
+
+
+def _apply(site: Site, pool: SSHPool, clients: Clients, reporter: Reporter, view: SwarmView, t0: float,
+           t_survey: float) -> Bootstrapped:
+    from tvdeploy.execute.tls import apply_tls
+    from tvdeploy.pki.certinfo import utcnow
+
+    tls = view.tls_plan
+    assert tls is not None
     t_tls = time.monotonic()
     early_steps = 0
     if tls.changes:

@@ -164,6 +164,15 @@ def sign_server_csr(ca: SiteCA, csr_pem: bytes, node_name: str, site_name: str, 
                   eku_server=True, sans=names)
 
 
+def sign_client_csr(ca: SiteCA, csr_pem: bytes, node_name: str, site_name: str, days: int,
+                    now: datetime) -> x509.Certificate:
+    """Sign a node's CSR as a client certificate (EKU clientAuth, no SANs), e.g. the one its
+    dockerd presents to the site registry; the subject names the node, not what the CSR asks."""
+    csr = load_csr(csr_pem, f"node {node_name}")
+    return _build(ca, _name(f"{node_name} registry client", f"tvdeploy {site_name}"), csr.public_key(), days,
+                  now, eku_server=False, sans=None)
+
+
 def record_issued(ca: SiteCA, node_name: str, cert: x509.Certificate) -> Path:
     """Keep a copy of every issued server certificate (public) for status and audit."""
     from cryptography.hazmat.primitives import serialization
