@@ -77,6 +77,8 @@ def test_clock_disk_docker_and_unreachable() -> None:
     checks = [(x.node, x.check, x.severity) for x in found]
     assert ("m2", "reachable", "error") in checks
     assert ("m1", "docker.installed", "error") in checks
+    docker = found[checks.index(("m1", "docker.installed", "error"))].message
+    assert docker.endswith("run 'tvdeploy engine install SITE --bundle BUNDLE' first")  # bare nodes (issue 19)
     assert ("m1", "clock", "error") in checks and "+42.5 s" in found[[c[1] for c in checks].index("clock")].message
     assert ("m1", "disk", "warning") in checks
     assert len(blocking(found)) == 3

@@ -84,7 +84,8 @@ def kernel_findings(site: Site, node: str, facts: Any) -> list[Finding]:
 def host_findings(site: Site, node: str, facts: Any) -> list[Finding]:
     out: list[Finding] = []
     if not facts.docker.installed:
-        out.append(Finding(node, "docker.installed", "error", "Docker Engine is not installed"))
+        out.append(Finding(node, "docker.installed", "error",
+                           "Docker Engine is not installed: run 'tvdeploy engine install SITE --bundle BUNDLE' first"))
     if facts.clock_offset is not None and abs(facts.clock_offset) > MAX_CLOCK_OFFSET_S:
         out.append(
             Finding(
