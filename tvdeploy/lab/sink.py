@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tvdeploy.errors import RefusedError
 from tvdeploy.lab import netns, registry
-from tvdeploy.lab.labstate import LabState
+from tvdeploy.lab.labstate import LabState, NodeRecord
 from tvdeploy.lab.layout import LabLayout
 from tvdeploy.lab.proc import run
 from tvdeploy.lab.sink_rules import (
@@ -117,10 +117,21 @@ def _require_on(lab_dir: Path) -> LabLayout:
 
 # Rules and routes -----------------------------------------------------------------------------
 def apply(layout: LabLayout, st: LabState) -> None:
-    """Install (or repair) the lab's chains, the jumps into them, and every node's default route.
-    The rules go first: no node has a route out before the sink is there to catch it."""
+    """Install (or repair) the lab's chains, the jumps into them, and every node's default route."""
+    for rec in st.nodes:
+        route_node(layout, rec)
+
+
+def route_node(layout: LabLayout, rec: NodeRecord) -> None:
+    """The node's default route into the sink. The rules go first: no node has a route out
+    before the sink is there to catch what it sends."""
+    ensure_rules(layout)
+    if netns.netns_exists(rec.netns):
+        run(["ip", "-n", rec.netns, "route", "replace", "default", "via", str(layout.gateway), "dev", "eth0"])
+
+
+def ensure_rules(layout: LabLayout) -> None:
     names = SinkNames(layout.index)
-    subnet = str(layout.subnet)
     rules = chain_rules(names, layout.bridge)
     if not all(_present(rule) for rule in rules):  # complete already: keep its counters
         for table, chain in (("raw", names.sink_chain), ("mangle", names.exit_chain)):
@@ -129,12 +140,9 @@ def apply(layout: LabLayout, st: LabState) -> None:
             run(["iptables", "-t", table, "-F", chain])
         for rule in rules:
             run(["iptables", "-t", rule.table, "-A", rule.chain, *rule.spec])
-    for rule in jump_rules(names, layout.bridge, subnet):
+    for rule in jump_rules(names, layout.bridge, str(layout.subnet)):
         if not _present(rule):
             run(["iptables", "-t", rule.table, "-I", rule.chain, "1", *rule.spec])
-    for rec in st.nodes:
-        if netns.netns_exists(rec.netns):
-            run(["ip", "-n", rec.netns, "route", "replace", "default", "via", str(layout.gateway), "dev", "eth0"])
 
 
 def remove(layout: LabLayout) -> None:

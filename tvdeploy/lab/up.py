@@ -141,8 +141,6 @@ def up(lab_dir: Path, node_count: int = 3, vcenter_latency_ms: int = 0, reporter
     for rec in st.nodes:
         nodes.wait_ready(rec)
     _write_known_hosts(layout, st, host_keys)
-    if sink.is_on(layout):  # `lab sink on`: routes of (re)made nodes, rules after a reboot
-        sink.apply(layout, st)
 
     if not engine.running(st.engine, layout):
         rep.info("starting the build engine")
@@ -172,6 +170,8 @@ def _start_node(layout: LabLayout, st: LabState, rec: NodeRecord, lab_pub: str, 
     else:
         host_pub = nodes.prepare_node_dir(node_dir, rec.name, lab_pub)
     netns.ensure_node_net(rec.netns, rec.veth, layout.bridge, rec.address, layout.subnet.prefixlen)
+    if sink.is_on(layout):  # `lab sink on`: a (re)made or added node is routed into the sink too
+        sink.route_node(layout, rec)
     rec.isolated = False  # `lab up` brings every node back: link restored (ensure_node_net)
     if not proc.is_alive(rec.pid, rec.marker, rec.started):
         nodes.launch(rec, node_dir)
