@@ -208,7 +208,7 @@ def _running(api: Any) -> int:
 
 
 def _replicas_running(site: Any) -> bool:
-    from tvdeploy.execute.site_registry import status
+    from tvdeploy.execute.registry_status import status
 
     return status(site)["state"] == "running"
 

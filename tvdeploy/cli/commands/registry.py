@@ -19,7 +19,7 @@ def status(site: Path = typer.Argument(..., help=SITE_ARG_HELP, show_default=Fal
     from tvdeploy.cli.common import load_site
     from tvdeploy.cli.options import OPTIONS
     from tvdeploy.cli.output import emit_json, out, table
-    from tvdeploy.execute.site_registry import status as registry_status
+    from tvdeploy.execute.registry_status import status as registry_status
 
     model = load_site(site)
     doc = registry_status(model)
