@@ -35,8 +35,8 @@ def tier_networks(facts: PolicyFacts, params: Mapping[str, Any]) -> Iterator[Che
 
 
 @rule("TVD-131", "Images come from the site registry", "stack", "high",
-      remediation="Reference images as <manager-ip>:<port>/trueverit/<service>@sha256:... (the site "
-                  "registry, reached with the site CA and a client certificate).",
+      remediation="Reference images as tv-registry:<port>/trueverit/<service>@sha256:... (the site "
+                  "registry: a replica on every manager, reached with the site CA and a client certificate).",
       params={"repository": "trueverit/"})
 def site_registry(facts: PolicyFacts, params: Mapping[str, Any]) -> Iterator[Check]:
     for stack, name, svc in services(facts, ("rendered", "live")):
