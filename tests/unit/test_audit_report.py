@@ -168,3 +168,20 @@ def test_policy_last_run_is_kept_and_a_damaged_one_is_named(tmp_path: Path) -> N
     path.write_text("{not json")
     with pytest.raises(InputFileError, match=rf"{re.escape(str(path))}: damaged"):
         last.load(site)
+
+
+def test_policy_results_not_passed_first_and_passes_grouped_by_rule() -> None:
+    facts = sample_facts()
+    facts.policy["findings"] = [
+        {"rule": "TVD-2", "status": "pass", "severity": "low", "object": "a", "evidence": "e1", "title": "T2"},
+        {"rule": "TVD-1", "status": "not-applicable", "severity": "high", "object": "b", "evidence": "e2"},
+        {"rule": "TVD-2", "status": "pass", "severity": "low", "object": "c", "evidence": "e3", "title": "T2"},
+        {"rule": "TVD-3", "status": "fail", "severity": "critical", "object": "d", "evidence": "e4"},
+    ]
+    pol = report_model.build(facts)["policy"]
+    assert [x["status"] for x in pol["findings"]] == ["fail", "not-applicable", "pass", "pass"]
+    assert [x["rule"] for x in pol["not_passed"]] == ["TVD-3", "TVD-1"]
+    assert pol["passed_by_rule"] == [{"rule": "TVD-2", "title": "T2", "severity": "low", "results": [
+        {"object": "a", "node": None, "evidence": "e1"}, {"object": "c", "node": None, "evidence": "e3"}]}]
+    html = report_render.render_html(report_model.build(facts)).decode()
+    assert "[e1]" in html and "[e3]" in html and "e4" in html

@@ -172,6 +172,11 @@ def record(site: Site, event: str, *, objects: list[dict[str, str]] | None = Non
         _PENDING[str(path)] = site
 
 
+def forget_pending(site: Site) -> None:
+    """The command copied *site*'s log to the managers itself (with connections it had open)."""
+    _PENDING.pop(str(site_log_path(site)), None)
+
+
 def take_pending() -> list[Site]:
     """The sites recorded on since the last call (tvdeploy.execute.audit_site copies their logs
     to the site's managers once per command)."""

@@ -18,6 +18,8 @@ from typing import Any
 
 SCHEMA = "tvdeploy-audit-report/1"
 SECTIONS = ("identity", "inventory", "services", "provenance", "policy", "changes", "integrity")
+STATUS_ORDER = {"fail": 0, "waived": 1, "not-applicable": 2, "pass": 3}
+SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
 Fact = Any  # a value read at report time, or the str of the error that kept it from being read
 
 
@@ -124,11 +126,23 @@ def policy(f: ReportFacts) -> dict[str, Any]:
     doc = f.policy if isinstance(f.policy, dict) else None
     waivers = _ok(f.waivers, [])
     out: dict[str, Any] = {"error": _err(f.policy), "last_run": None, "summary": None, "findings": [],
+                           "not_passed": [], "passed_by_rule": [],
                            "waiver_problems": [], "waivers": {"error": _err(f.waivers), "rows": waivers},
                            "expired_waivers": sum(1 for w in waivers if w.get("state") == "expired")}
     if doc is not None:
-        out |= {"last_run": doc.get("checked_at"), "summary": doc.get("summary"),
-                "findings": list(doc.get("findings") or []), "waiver_problems": list(doc.get("waiver_problems") or []),
+        findings = [x for x in doc.get("findings") or [] if isinstance(x, dict)]
+        findings.sort(key=lambda x: (STATUS_ORDER.get(str(x.get("status")), 9),
+                                     SEVERITY_ORDER.get(str(x.get("severity")), 9), str(x.get("rule"))))
+        passed: dict[str, dict[str, Any]] = {}
+        for x in findings:
+            if x.get("status") == "pass":
+                group = passed.setdefault(str(x.get("rule")), {"rule": x.get("rule"), "title": x.get("title"),
+                                                                "severity": x.get("severity"), "results": []})
+                group["results"].append({"object": x.get("object"), "node": x.get("node"),
+                                         "evidence": x.get("evidence")})
+        out |= {"last_run": doc.get("checked_at"), "summary": doc.get("summary"), "findings": findings,
+                "not_passed": [x for x in findings if x.get("status") != "pass"],
+                "passed_by_rule": list(passed.values()), "waiver_problems": list(doc.get("waiver_problems") or []),
                 "targets": list(doc.get("targets") or [])}
     return out
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,9 +27,10 @@ from tvdeploy.audit import report_model, report_render, report_sign
 from tvdeploy.errors import TvdeployError
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
     from tvdeploy.config.site import Site
+    from tvdeploy.connectors.ssh import SSHPool
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,7 @@ class ReportResult:
     files: dict[str, str]  # name -> sha256
     document: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # the site's copies that could not be updated
 
 
 def _attempt(fn: Callable[[], Any]) -> Any:
@@ -92,30 +95,29 @@ def _tls_expiry(site: Site) -> dict[str, str | None]:
     return cert_expiry(site)
 
 
-def _swarm_certs(site: Site) -> dict[str, str | None]:
+def _swarm_certs(site: Site, pool: SSHPool) -> dict[str, str | None]:
     """Each node's swarm node certificate expiry (read over SSH; swarm rotates it itself)."""
     from cryptography import x509
 
     from tvdeploy.execute.audit_site import pinned_nodes
-    from tvdeploy.execute.ssh_pool import open_pool
     from tvdeploy.parallel import for_each
 
     pinned = {n.name for n in pinned_nodes(site)}
     if not pinned:
         raise TvdeployError(f"{site.ssh.known_hosts}: no node's SSH host key is pinned yet")
-    with open_pool(site) as pool:
-        def one(name: str) -> str | None:
-            if name not in pinned:  # never a new trust decision from a report
-                return None
-            try:
-                pem = pool.get(name).get_file(SWARM_NODE_CERT)
-                cert = x509.load_pem_x509_certificate(pem)
-            except (TvdeployError, ValueError):
-                return None
-            return cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
 
-        names = [n.name for n in site.nodes]
-        return dict(zip(names, for_each(names, one), strict=True))
+    def one(name: str) -> str | None:
+        if name not in pinned:  # never a new trust decision from a report
+            return None
+        try:
+            pem = pool.get(name).get_file(SWARM_NODE_CERT)
+            cert = x509.load_pem_x509_certificate(pem)
+        except (TvdeployError, ValueError):
+            return None
+        return cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    names = [n.name for n in site.nodes]
+    return dict(zip(names, for_each(names, one), strict=True))
 
 
 def _site_ca(site: Site) -> dict[str, Any]:
@@ -200,7 +202,7 @@ def _log(site: Site, public_key: Ed25519PublicKey, copies: Any) -> dict[str, Any
 
 
 def gather(site: Site, site_file: Path, *, since: str | None, trust_path: Path | None, public_key: Ed25519PublicKey,
-           key_id: str, key_name: str) -> tuple[report_model.ReportFacts, dict[str, float]]:
+           key_id: str, key_name: str, pool: SSHPool) -> tuple[report_model.ReportFacts, dict[str, float]]:
     from tvdeploy.execute import audit_site
     from tvdeploy.execute.swarm_session import client_cert
     from tvdeploy.keys.store import key_names
@@ -228,14 +230,18 @@ def gather(site: Site, site_file: Path, *, since: str | None, trust_path: Path |
 
     jobs = {
         "vms": lambda: _vms(site), "swarm": api(_swarm), "tls_expiry": api(_tls_expiry),
-        "swarm_cert_expiry": lambda: _swarm_certs(site), "status": api(views.status),
-        "releases": api(views.list_releases), "history": api(views.history),
-        "copies": lambda: audit_site.fetch(site, compare_local=True),
+        "swarm_cert_expiry": lambda: _swarm_certs(site, pool), "stack": api(views.observe_stack),
+        "copies": lambda: audit_site.fetch(site, compare_local=True, pool=pool),
     }
-    with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="tvdeploy-report") as pool:
-        futures = {name: pool.submit(timed(name, fn)) for name, fn in jobs.items()}
+    with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="tvdeploy-report") as threads:
+        futures = {name: threads.submit(timed(name, fn)) for name, fn in jobs.items()}
         got = {name: fut.result() for name, fut in futures.items()}
     copies = got.pop("copies")
+    stack = got.pop("stack")
+    views_of: dict[str, Callable[[Site, Any], Any]] = {
+        "status": views.status, "releases": views.list_releases, "history": views.history}
+    for name, view in views_of.items():
+        got[name] = stack if isinstance(stack, str) else _attempt(partial(view, site, stack))
     site_copies = timed("site_copies", lambda: copies if isinstance(copies, str)
                         else audit_site.verify_site(site, public_key, copies))()
     facts = report_model.ReportFacts(
@@ -300,15 +306,26 @@ def scrub(doc: Any) -> Any:
 
 def write_report(site: Site, site_file: Path, out_dir: Path, *, pdf: bool, since: str | None,
                  trust_path: Path | None) -> ReportResult:
-    from tvdeploy.audit.recorder import record, signing_key, site_log_path
-    from tvdeploy.keys.store import operator_key_name
+    from tvdeploy.audit.recorder import signing_key
+    from tvdeploy.execute.audit_site import open_ssh
 
     if pdf:
         _check_pdf()  # before anything is read: a missing extra is said at once
     key, kid = signing_key()
+    with open_ssh(site) as pool:  # one set of SSH connections for the facts, the copies and the record
+        return _write(site, site_file, out_dir, pdf=pdf, since=since, trust_path=trust_path, key=key, kid=kid,
+                      pool=pool)
+
+
+def _write(site: Site, site_file: Path, out_dir: Path, *, pdf: bool, since: str | None, trust_path: Path | None,
+           key: Ed25519PrivateKey, kid: str, pool: SSHPool) -> ReportResult:
+    from tvdeploy.audit.recorder import forget_pending, record, site_log_path
+    from tvdeploy.execute.audit_site import replicate
+    from tvdeploy.keys.store import operator_key_name
+
     t0 = time.monotonic()
     facts, timings = gather(site, site_file, since=since, trust_path=trust_path, public_key=key.public_key(),
-                            key_id=kid, key_name=operator_key_name())
+                            key_id=kid, key_name=operator_key_name(), pool=pool)
     t1 = time.monotonic()
     learn_site_secrets(site)
     doc = scrub(report_model.build(facts))
@@ -332,6 +349,10 @@ def write_report(site: Site, site_file: Path, out_dir: Path, *, pdf: bool, since
         # site's copies could not take: the report is read-only, so nothing is recorded then.
         record(site, "audit.report", objects=[{"type": "report", "name": name, "digest": f"sha256:{d}"}
                                               for name, d in digests.items()])
+        result = ReportResult(out_dir, digests, doc, timings)
+        result.warnings = replicate(site, pool)  # over the open connections: the CLI need not reconnect
+        forget_pending(site)
+        return result
     return ReportResult(out_dir, digests, doc, timings)
 
 

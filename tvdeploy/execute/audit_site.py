@@ -16,6 +16,8 @@ import copy
 import logging
 import shlex
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,10 +81,21 @@ def pinned_managers(site: Site) -> list[Node]:
     return pinned_nodes(site, managers_only=True)
 
 
-def _pool(site: Site) -> SSHPool:
+def open_ssh(site: Site) -> SSHPool:
+    """SSH connections for the audit copies: short connect timeout, never a new host key."""
     from tvdeploy.connectors.ssh import SSHPool
 
     return SSHPool(site, connect_timeout=CONNECT_TIMEOUT, command_timeout=60.0)
+
+
+@contextmanager
+def _borrowed(site: Site, pool: SSHPool | None) -> Iterator[SSHPool]:
+    """*pool* as it is (its owner closes it), or a new one closed on exit."""
+    if pool is not None:
+        yield pool
+        return
+    with open_ssh(site) as own:
+        yield own
 
 
 def _local(path: Path) -> bytes:
@@ -107,9 +120,10 @@ def _replicate_one(conn: SSHConnection, files: list[tuple[str, bytes]]) -> list[
     return problems
 
 
-def replicate(site: Site) -> list[str]:
+def replicate(site: Site, pool: SSHPool | None = None) -> list[str]:
     """Append the local log and checkpoints to every pinned manager's copy; the problems, one
-    line each (an unreachable manager, a copy that diverged)."""
+    line each (an unreachable manager, a copy that diverged). *pool*: connections the command
+    has open already (else new ones, closed at the end)."""
     log_path = site_log_path(site)
     data = _local(log_path)
     if not data:
@@ -121,10 +135,10 @@ def replicate(site: Site) -> list[str]:
     rlog, rcps = site_copy.remote_paths(site.site.name)
     files = [(rlog, data), (rcps, _local(checkpoints_path(log_path)))]
     problems: list[str] = []
-    with _pool(site) as pool:
+    with _borrowed(site, pool) as conns:
         def one(node: Node) -> list[str]:
             try:
-                return _replicate_one(pool.get(node.name), files)
+                return _replicate_one(conns.get(node.name), files)
             except TvdeployError as exc:
                 return [f"{exc.message}: the site's copy of the audit log was not updated "
                         "(the next command catches up)"]
@@ -157,7 +171,7 @@ def _probe_same(conn: SSHConnection, paths: tuple[str, str], local: tuple[bytes,
                for r, data in zip(remote, local, strict=True))
 
 
-def fetch(site: Site, compare_local: bool = False) -> list[Copy]:
+def fetch(site: Site, compare_local: bool = False, pool: SSHPool | None = None) -> list[Copy]:
     """Every pinned manager's copy, read in parallel; a manager that cannot be read has ``error``.
     *compare_local*: a copy whose size and SHA-256 match the local files is not transferred
     (it is the local bytes)."""
@@ -165,14 +179,14 @@ def fetch(site: Site, compare_local: bool = False) -> list[Copy]:
     managers = pinned_managers(site)
     local_log = site_log_path(site)
     local = (_local(local_log), _local(checkpoints_path(local_log))) if compare_local and local_log.exists() else None
-    with _pool(site) as pool:
+    with _borrowed(site, pool) as conns:
         def one(node: Node) -> Copy:
             copy = Copy(node.name, paths[0])
             try:
-                if local is not None and _probe_same(pool.get(node.name), paths, local):
+                if local is not None and _probe_same(conns.get(node.name), paths, local):
                     copy.log, copy.checkpoints = local[0], local[1] or None
                     return copy
-                copy.log, copy.checkpoints = _fetch_one(pool.get(node.name), paths)
+                copy.log, copy.checkpoints = _fetch_one(conns.get(node.name), paths)
                 if copy.log is None:
                     copy.error = f"node {node.name}: {paths[0]}: no copy of the audit log"
             except TvdeployError as exc:

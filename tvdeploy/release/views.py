@@ -13,6 +13,11 @@ if TYPE_CHECKING:
     from tvdeploy.facts.services import StackFacts
 
 
+def observe_stack(site: Site) -> StackFacts:
+    """One observation (with tasks) that every view here can be given."""
+    return _facts(site, with_tasks=True)
+
+
 def _facts(site: Site, with_tasks: bool) -> StackFacts:
     from tvdeploy.facts.services import manager_client, observe
     from tvdeploy.release.stack_render import stack_values
@@ -24,9 +29,10 @@ def _facts(site: Site, with_tasks: bool) -> StackFacts:
         client.close()
 
 
-def list_releases(site: Site) -> list[dict[str, Any]]:
-    """``[{"release", "sequence", "deployed"}]``, highest sequence first."""
-    facts = _facts(site, with_tasks=False)
+def list_releases(site: Site, facts: StackFacts | None = None) -> list[dict[str, Any]]:
+    """``[{"release", "sequence", "deployed"}]``, highest sequence first. *facts*: observed
+    already (one observation for several views)."""
+    facts = facts or _facts(site, with_tasks=False)
     current = deployed(facts.history)
     return [{"release": r.release, "sequence": r.sequence,
              "deployed": current is not None and current.release == r.release,
@@ -34,9 +40,9 @@ def list_releases(site: Site) -> list[dict[str, Any]]:
             for r in facts.imports]
 
 
-def history(site: Site) -> list[dict[str, Any]]:
+def history(site: Site, facts: StackFacts | None = None) -> list[dict[str, Any]]:
     """``[{"release", "sequence", "kind", "outcome", "time", "operator"}]``, newest first."""
-    facts = _facts(site, with_tasks=False)
+    facts = facts or _facts(site, with_tasks=False)
     return [{"release": h.release, "sequence": h.sequence, "kind": h.kind, "outcome": h.outcome, "time": h.time,
              "operator": h.operator, "changed": list(h.changed), "error": h.error,
              "hotfix_service": h.hotfix_service or None, "manifest_sha256": h.manifest_sha256,
@@ -44,11 +50,11 @@ def history(site: Site) -> list[dict[str, Any]]:
             for h in facts.history]
 
 
-def status(site: Site) -> dict[str, Any]:
+def status(site: Site, facts: StackFacts | None = None) -> dict[str, Any]:
     """``{"release", "services": [{"name", "digest", "running_digests", "replicas": {"running",
     "desired"}, "health", "drift"}]}`` — ``digest`` is what the deployed release (with its
     hot-fixes) says, ``running_digests`` what the tasks run."""
-    facts = _facts(site, with_tasks=True)
+    facts = facts or _facts(site, with_tasks=True)
     current = deployed(facts.history)
     recorded = current.services if current else {}
     services = []

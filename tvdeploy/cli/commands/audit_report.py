@@ -49,6 +49,8 @@ def report(
     root = trust or (Path(model.trust.root) if model.trust.root else None)
     result = write_report(model, site, output, pdf=pdf, since=bound, trust_path=root)
     s = result.document["summary"]
+    for line in result.warnings:
+        warn(line)
     if OPTIONS.json:
         emit_json({"site": model.site.name, "directory": str(output), "files": result.files, "summary": s,
                    "timings": result.timings})
