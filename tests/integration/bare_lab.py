@@ -16,9 +16,15 @@ from tests.integration.conftest import LabInfo, run_lab
 
 
 @pytest.fixture(scope="session")
-def bare_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabInfo]:
+def bare_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The operator home of the bare lab's session (its operator key, keys, audit log)."""
+    return tmp_path_factory.mktemp("bare-home")
+
+
+@pytest.fixture(scope="session")
+def bare_lab(bare_home: Path) -> Iterator[LabInfo]:
     d = Path(os.environ.get("TVDEPLOY_TEST_BARE_LAB_DIR", "/tmp/tvdeploy-test-bare"))
-    home = tmp_path_factory.mktemp("bare-home")
+    home = bare_home
     doc = json.loads(run_lab("up", "--dir", d, "--bare", home=home).stdout)
     assert doc["state"] == "up", doc
     try:

@@ -1,7 +1,8 @@
 """A minimal Debian 12 root filesystem, made once with ``mmdebstrap`` and cached.
 
 It stands for the security department's template VM: Debian 12 ``minbase`` plus
-``openssh-server`` and ``iproute2``, and no Docker. Two users:
+``openssh-server``, ``iproute2`` and ``openssl`` (tvdeploy makes each node's TLS key on the node
+with it), and no Docker. Two users:
 
 - the lab's bare nodes (``lab up --bare``) run on it: the tarball is unpacked once beside it
   (``<name>/``) and each node overlays its own upper folder on that tree;
@@ -30,7 +31,7 @@ from tvdeploy.errors import TvdeployError
 
 SUITE = "bookworm"
 VARIANT = "minbase"
-INCLUDE = ("openssh-server", "iproute2")
+INCLUDE = ("openssh-server", "iproute2", "openssl")  # openssl: tvdeploy makes node keys on the node
 STATUS_MEMBER = "./var/lib/dpkg/status"
 MAX_STATUS = 16 * 1024 * 1024
 
@@ -40,7 +41,8 @@ class RootfsError(TvdeployError):
 
 
 def mmdebstrap_argv(output: Path) -> list[str]:
-    return ["mmdebstrap", "--quiet", f"--variant={VARIANT}", "--include=" + ",".join(INCLUDE), SUITE, str(output)]
+    return ["mmdebstrap", "--quiet", "--format=tar", f"--variant={VARIANT}", "--include=" + ",".join(INCLUDE),
+            SUITE, str(output)]
 
 
 def rootfs_name() -> str:
@@ -73,9 +75,11 @@ def tarball(cache: Path | None = None) -> Path:
     with _locked(cache):
         if path.is_file():
             return path
+        if path.exists():
+            raise RootfsError(f"{path}: not a file; remove it to rebuild the root")
         if shutil.which("mmdebstrap") is None:
             raise RootfsError("mmdebstrap is not installed (apt-get install -y mmdebstrap)")
-        tmp = path.with_name(f".{path.name}.partial")
+        tmp = path.with_name(f".{path.stem}.partial.tar")
         tmp.unlink(missing_ok=True)
         proc = subprocess.run(mmdebstrap_argv(tmp), capture_output=True, text=True, check=False)
         if proc.returncode != 0:

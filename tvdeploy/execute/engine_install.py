@@ -97,7 +97,7 @@ def install(site: Site, plan: EnginePlan, pool: SSHPool, reporter: Reporter) -> 
 def _install_node(site: Site, plan: EnginePlan, step: EngineStep, conn: SSHConnection,
                   reporter: Reporter) -> NodeResult:
     if step.kind == "no-op":
-        return NodeResult(step.node, step.kind, step.target, 0)
+        return NodeResult(step.node, step.kind, step.running, 0)
     objects = [_node_object(step)] + [_package_object(p) for p in step.packages]
     try:
         copied = _copy(plan.bundle, step.packages, conn) if step.packages else 0
@@ -108,7 +108,8 @@ def _install_node(site: Site, plan: EnginePlan, step: EngineStep, conn: SSHConne
         _check_version(step, version, conn)
     except TvdeployError as exc:
         record(site, "engine.install", objects=objects, outcome="failed", error=exc.message)
-        raise
+        raise type(exc)(f"{exc.message} (run 'tvdeploy engine install' again: it finishes what is left)",
+                        details=exc.details) from None
     record(site, "engine.install", objects=objects + [{"type": "engine", "name": step.node, "version": version}])
     return NodeResult(step.node, step.kind, version, copied)
 
@@ -129,19 +130,24 @@ def _copy(bf: BundleFile, packages: tuple[Package, ...], conn: SSHConnection) ->
 
 def install_script(packages: tuple[Package, ...]) -> str:
     """dpkg -i of the copied files, no network, no service started half-way (policy-rc.d), an
-    interrupted earlier run finished first; the last lines of dpkg's log on failure."""
+    interrupted earlier run finished first (after waiting for its dpkg, if still running); the
+    last lines of dpkg's log on failure; the copies removed after success."""
     files = " ".join(shlex.quote(f"{CACHE}/{p.filename}") for p in packages)
     log = "/var/log/tvdeploy-engine-install.log"
     guard = shlex.quote(f"#!/bin/sh\n{GUARD_MARK}\nexit 101\n")
     return (
         "set -e; export DEBIAN_FRONTEND=noninteractive; "
+        # A dpkg still running from a run whose SSH connection was lost: wait for it (5 min).
+        "busy() { for c in /proc/[0-9]*/comm; do [ \"$(cat \"$c\" 2>/dev/null)\" = dpkg ] && return 0; done; "
+        "return 1; }; i=0; while busy; do [ $i -ge 600 ] && { echo 'dpkg is busy (another install?)' >&2; "
+        "exit 1; }; sleep 0.5; i=$((i+1)); done; "
         f"if [ ! -e {GUARD} ] || grep -qF {shlex.quote(GUARD_MARK)} {GUARD}; then "
         f"printf '%s' {guard} > {GUARD}; chmod 755 {GUARD}; ours=1; else ours=0; fi; "
         f"trap '[ $ours = 1 ] && rm -f {GUARD}' EXIT; "
         f"dpkg --configure -a >> {log} 2>&1 || true; "
         f"if ! dpkg --force-confdef --force-confold -i {files} >> {log} 2>&1; then "
         f"tail -n 3 {log} >&2; exit 1; fi; "
-        f"rm -f {files}"
+        f"rm -rf {CACHE}"
     )
 
 

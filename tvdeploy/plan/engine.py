@@ -15,7 +15,7 @@ Step kinds:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from tvdeploy.bundle.engine_packages import EnginePackages, Package
@@ -34,9 +34,14 @@ class EngineStep:
     target: str  # the bundle's
     packages: tuple[Package, ...] = ()  # what to copy and install
     reason: str = ""
+    running: str = ""  # the version of the engine that answers now ("" when none)
 
 
 def plan_node(node: str, wanted: EnginePackages, facts: EngineFacts, upgrade: bool = False) -> EngineStep:
+    return replace(_plan_node(node, wanted, facts, upgrade), running=facts.running_version)
+
+
+def _plan_node(node: str, wanted: EnginePackages, facts: EngineFacts, upgrade: bool) -> EngineStep:
     target = wanted.engine_version
     have = facts.packages.get(wanted.engine)
     installed = have.version if have else ""
