@@ -306,7 +306,8 @@ def test_local_log_lost_show_and_report_read_the_sites_copy(report_lab: ReportLa
     before = local.read_bytes()
     aside = report_lab.base / "audit-aside"
     shutil.copytree(local.parent, aside, dirs_exist_ok=True)
-    shutil.rmtree(local.parent)
+    for f in local.parent.iterdir():  # the laptop is gone: its log and checkpoints
+        f.unlink()
     try:
         r = _ok(_tv(report_lab.home, "audit", "show", report_lab.site, "--json"))
         shown = json.loads(r.stdout)
@@ -320,9 +321,16 @@ def test_local_log_lost_show_and_report_read_the_sites_copy(report_lab: ReportLa
         assert integ["records"] == before.count(b"\n")
         assert not local.exists()  # the report wrote no record, so no second chain was started
         _ok(_tv(report_lab.home, "audit", "report-verify", out, "--key", report_lab.pub))
+        # The new operator machine takes the site's log back and goes on with its chain.
+        restored = json.loads(_ok(_tv(report_lab.home, "audit", "restore", report_lab.site, "--json")).stdout)
+        assert restored["records"] == before.count(b"\n")
+        assert local.read_bytes().startswith(before) and local.read_bytes().count(b"\n") == restored["records"] + 1
+        _ok(_tv(report_lab.home, "audit", "verify", report_lab.site))
+        r = _tv(report_lab.home, "audit", "restore", report_lab.site)
+        assert r.returncode == 1 and "a local audit log exists" in r.stderr
     finally:
-        shutil.rmtree(local.parent, ignore_errors=True)
-        shutil.copytree(aside, local.parent)
+        if not local.exists():
+            shutil.copytree(aside, local.parent, dirs_exist_ok=True)
 
 
 def test_a_record_removed_from_one_managers_copy_is_reported(report_lab: ReportLab) -> None:

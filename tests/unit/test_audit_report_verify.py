@@ -104,3 +104,12 @@ def test_verify_a_log_file_still_needs_a_key(cli, tmp_path: Path) -> None:
     log.write_text("")
     r = cli("audit", "verify", log)
     assert r.code == 64 and "--key is required" in r.stderr
+
+
+def test_report_into_a_file_is_refused_in_one_line(cli, operator_key, tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / "templates" / "site.example.yaml"
+    target = tmp_path / "not-a-folder"
+    target.write_text("x")
+    r = cli("audit", "report", example, "-o", target)
+    assert r.code == 1
+    assert r.stderr.strip() == f"error: {target}: exists and is not a folder; give -o a folder for the report"

@@ -307,8 +307,11 @@ def scrub(doc: Any) -> Any:
 def write_report(site: Site, site_file: Path, out_dir: Path, *, pdf: bool, since: str | None,
                  trust_path: Path | None) -> ReportResult:
     from tvdeploy.audit.recorder import signing_key
+    from tvdeploy.errors import InputFileError
     from tvdeploy.execute.audit_site import open_ssh
 
+    if out_dir.exists() and not out_dir.is_dir():  # before anything is read
+        raise InputFileError(f"{out_dir}: exists and is not a folder; give -o a folder for the report")
     if pdf:
         _check_pdf()  # before anything is read: a missing extra is said at once
     key, kid = signing_key()
@@ -333,16 +336,7 @@ def _write(site: Site, site_file: Path, out_dir: Path, *, pdf: bool, since: str 
     if pdf:
         files["report.pdf"] = report_render.render_pdf(files["report.html"])
     t2 = time.monotonic()
-    state.ensure_dir(out_dir, 0o755)
-    for name in report_sign.OPTIONAL:  # a stale PDF (and its signature) from an earlier run must go
-        if name not in files:
-            for stale in (out_dir / name, out_dir / f"{name}.sig"):
-                stale.unlink(missing_ok=True)
-    digests = {}
-    for name, data in files.items():
-        state.write_atomic(out_dir / name, data, mode=0o644)
-        state.write_atomic(out_dir / f"{name}.sig", report_sign.signature_doc(name, data, key, kid), mode=0o644)
-        digests[name] = hashlib.sha256(data).hexdigest()
+    digests = _write_files(out_dir, files, key, kid)
     timings |= {"gather": round(t1 - t0, 3), "render": round(t2 - t1, 3), "total": round(time.monotonic() - t0, 3)}
     if site_log_path(site).exists():
         # Without the local log (a lost laptop) a record would start a second chain that the
@@ -354,6 +348,26 @@ def _write(site: Site, site_file: Path, out_dir: Path, *, pdf: bool, since: str 
         forget_pending(site)
         return result
     return ReportResult(out_dir, digests, doc, timings)
+
+
+def _write_files(out_dir: Path, files: dict[str, bytes], key: Ed25519PrivateKey, kid: str) -> dict[str, str]:
+    """Each file and its signature, written atomically; name -> sha256."""
+    from tvdeploy.errors import InputFileError
+
+    try:
+        state.ensure_dir(out_dir, 0o755)
+        for name in report_sign.OPTIONAL:  # a stale PDF (and its signature) from an earlier run must go
+            if name not in files:
+                for stale in (out_dir / name, out_dir / f"{name}.sig"):
+                    stale.unlink(missing_ok=True)
+        digests = {}
+        for name, data in files.items():
+            state.write_atomic(out_dir / name, data, mode=0o644)
+            state.write_atomic(out_dir / f"{name}.sig", report_sign.signature_doc(name, data, key, kid), mode=0o644)
+            digests[name] = hashlib.sha256(data).hexdigest()
+    except OSError as exc:
+        raise InputFileError(f"{exc.filename or out_dir}: cannot write the report: {exc.strerror}") from None
+    return digests
 
 
 def _check_pdf() -> None:
