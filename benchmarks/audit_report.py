@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -35,12 +36,19 @@ RECORDS = 1000
 BENCH_SITE = "lab-bench"
 
 
+CPU: list[float] = []  # CPU seconds (user + sys) of each command run, for a loaded machine
+
+
 def _tv(home: Path, *args: object) -> tuple[float, subprocess.CompletedProcess[str]]:
     env = {**os.environ, "TVDEPLOY_HOME": str(home)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "tvdeploy", *map(str, args)], env=env, capture_output=True,
                           text=True, check=False)
-    return time.monotonic() - t0, proc
+    wall = time.monotonic() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return wall, proc
 
 
 def _bench_site(lab_dir: Path, work: Path) -> Path:
@@ -98,9 +106,10 @@ def main() -> int:
             records = _fill(site, args.home)
             out = work / "report"
             _tv(args.home, "audit", "report", site, "-o", out, "--json")  # warm-up: first copy to the managers
-            walls, inner = [], []
+            walls, inner, cpus = [], [], []
             for _ in range(args.runs):
                 wall, proc = _tv(args.home, "audit", "report", site, "-o", out, "--json")
+                cpus.append(CPU[-1])
                 if proc.returncode != 0:
                     raise SystemExit(f"audit report failed: {proc.stderr.strip()[-800:]}")
                 walls.append(wall)
@@ -119,6 +128,8 @@ def main() -> int:
           f"(filled to {records})")
     runs = ", ".join(f"{w:.2f}" for w in walls)
     print(f"  wall time per run: {runs} s; median {median:.2f} s (target < {TARGET_S} s)")
+    print(f"  CPU time of the command per run: {', '.join(f'{c:.2f}' for c in cpus)} s; "
+          f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     last = inner[-1]
     parts = sorted(last.items(), key=lambda kv: -kv[1])
     print("  inside the last run: " + ", ".join(f"{k} {v:.2f}" for k, v in parts))
