@@ -59,11 +59,11 @@ def test_on_routes_every_node_keeps_counters_and_off_removes_routes(small_lab: P
     gap = AirGap(small_lab)
     gap.on()
     assert default_route(node["netns"]) == f"default via {gateway} dev eth0"
-    assert len(rules_of(st["index"])) == 2 + 2 + 2 + 4  # two chains, two jumps, their six rules
+    assert len(rules_of(st["index"])) == 2 + 2 + 5 + 4  # two chains, two jumps, their nine rules
     gap.reset()
     probe(node["netns"], "203.0.113.9")
     gap.on()  # again: nothing duplicated, counters kept
-    assert len(rules_of(st["index"])) == 10
+    assert len(rules_of(st["index"])) == 13
     with pytest.raises(AirGapBreached, match=rf"{node['address']} -> 203\.0\.113\.9 tcp/9"):
         gap.assert_nothing_left()
 

@@ -12,7 +12,9 @@ from tvdeploy.lab.sink_rules import (
     chain_rules,
     dropped_packets,
     findings_from_log,
+    flows_from_table,
     jump_rules,
+    merge_flows,
     parse_kmsg,
 )  # fmt: skip
 
@@ -35,8 +37,14 @@ def test_jump_rules_catch_the_bridge_before_routing_and_every_lab_packet_at_the_
 
 def test_chains_log_then_drop_and_the_exit_lets_only_the_bridge_and_loopback_pass() -> None:
     rules = chain_rules(NAMES, "tvlab5")
-    sink = [r.spec[-3:] if "LOG" in r.spec else r.spec[-2:] for r in rules if r.chain == "TVLAB5-SINK"]
-    assert sink == [("LOG", "--log-prefix", "tvlab5-sink: "), ("-j", "DROP")]
+    sink = [r.spec for r in rules if r.chain == "TVLAB5-SINK"]
+    # One flow-recording match per protocol (no target: it only keeps an entry per flow), then LOG, DROP.
+    assert [(spec[1], spec[spec.index("--hashlimit-name") + 1], spec[spec.index("--hashlimit-mode") + 1])
+            for spec in sink[:3]] == [("tcp", "tvlab5-tcp", "srcip,dstip,dstport"),
+                                      ("udp", "tvlab5-udp", "srcip,dstip,dstport"), ("icmp", "tvlab5-icmp", "srcip,dstip")]
+    assert all("-j" not in spec for spec in sink[:3])
+    assert [spec[-3:] if "LOG" in spec else spec[-2:] for spec in sink[3:]] == [
+        ("LOG", "--log-prefix", "tvlab5-sink: "), ("-j", "DROP")]
     exit_ = [r.spec for r in rules if r.chain == "TVLAB5-EXIT"]
     assert exit_[0][:2] == ("-o", "tvlab5") and exit_[0][-1] == "RETURN"
     assert exit_[1][:2] == ("-o", "lo") and exit_[1][-1] == "RETURN"
@@ -97,3 +105,26 @@ def test_sink_commands_on_a_dir_without_a_lab_fail_in_one_line(cli, tmp_path: Pa
 def test_sink_usage_errors_exit_64(cli) -> None:
     assert cli("lab", "sink", "sideways").code == 64
     assert cli("lab", "sink", "report", "--bogus").code == 64
+
+
+def tables() -> dict[str, str]:
+    return {p: (DATA / f"hashlimit-{p}.txt").read_text() for p in ("tcp", "udp", "icmp")}
+
+
+def test_recorded_flow_tables_name_each_flow_with_its_port() -> None:
+    t = tables()
+    assert flows_from_table(t["udp"], "udp") == [("10.213.7.11", "10.255.255.53", 53)]
+    assert flows_from_table(t["tcp"], "tcp") == [("10.213.7.12", "203.0.113.7", 8080)]
+    assert flows_from_table(t["icmp"], "icmp") == [("10.213.7.12", "198.51.100.9", None)]
+    assert flows_from_table("garbage\n\n1 2 3", "udp") == []
+
+
+def test_flows_the_kernel_log_lost_still_appear_by_name() -> None:
+    logged = [Finding("sink", "10.213.7.11", "10.255.255.53", "udp", 53, 4),
+              Finding("sink", "10.213.7.12", "198.51.100.9", "icmp type 8", None, 1)]
+    merged = merge_flows(logged, tables())
+    assert merged == logged + [Finding("sink", "10.213.7.12", "203.0.113.7", "tcp", 8080, 0)]
+    report = SinkReport(9, 0, tuple(merged))
+    assert "10.213.7.12 -> 203.0.113.7 tcp/8080: packets not in the kernel log" in report.summary()
+    assert "more packet(s) not named" not in report.summary()  # every flow is named
+    assert merge_flows([], {}) == []

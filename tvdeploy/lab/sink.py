@@ -22,6 +22,8 @@ from tvdeploy.lab.labstate import LabState, NodeRecord
 from tvdeploy.lab.layout import LabLayout
 from tvdeploy.lab.proc import run
 from tvdeploy.lab.sink_rules import (
+    FLOW_PROTOCOLS,
+    FLOW_TABLE_DIR,
     Rule,
     SinkNames,
     SinkReport,
@@ -29,6 +31,7 @@ from tvdeploy.lab.sink_rules import (
     dropped_packets,
     findings_from_log,
     jump_rules,
+    merge_flows,
     parse_kmsg,
 )  # fmt: skip
 from tvdeploy.state import write_atomic
@@ -90,8 +93,8 @@ def reset(lab_dir: Path) -> LabLayout:
     layout = _require_on(lab_dir)
     names = SinkNames(layout.index)
     with registry.lab_lock(lab_dir):
-        for table, chain in (("raw", names.sink_chain), ("mangle", names.exit_chain)):
-            run(["iptables", "-t", table, "-Z", chain])
+        run(["iptables", "-t", "mangle", "-Z", names.exit_chain])
+        _rebuild_sink_chain(layout)  # new rules: zero counters and empty flow tables
         _write_state(layout, True, last_kmsg_seq())
     return layout
 
@@ -102,8 +105,21 @@ def report(lab_dir: Path) -> SinkReport:
     caught = dropped_packets(run(["iptables", "-t", "raw", "-L", names.sink_chain, "-v", "-x", "-n"]))
     leaving = dropped_packets(run(["iptables", "-t", "mangle", "-L", names.exit_chain, "-v", "-x", "-n"]))
     cursor = int(_read_state(layout).get("cursor", 0))
-    findings = findings_from_log(parse_kmsg(read_kmsg()), names, cursor) if caught + leaving else []
+    findings = []
+    if caught + leaving:
+        logged = findings_from_log(parse_kmsg(read_kmsg()), names, cursor)
+        findings = merge_flows(logged, read_flow_tables(names))
     return SinkReport(caught, leaving, tuple(findings))
+
+
+def read_flow_tables(names: SinkNames) -> dict[str, str]:
+    tables = {}
+    for protocol in FLOW_PROTOCOLS:
+        try:
+            tables[protocol] = Path(FLOW_TABLE_DIR, names.flow_table(protocol)).read_text()
+        except OSError:
+            continue
+    return tables
 
 
 def _require_on(lab_dir: Path) -> LabLayout:
@@ -143,6 +159,14 @@ def ensure_rules(layout: LabLayout) -> None:
     for rule in jump_rules(names, layout.bridge, str(layout.subnet)):
         if not _present(rule):
             run(["iptables", "-t", rule.table, "-I", rule.chain, "1", *rule.spec])
+
+
+def _rebuild_sink_chain(layout: LabLayout) -> None:
+    names = SinkNames(layout.index)
+    run(["iptables", "-t", "raw", "-F", names.sink_chain])
+    for rule in chain_rules(names, layout.bridge):
+        if rule.chain == names.sink_chain:
+            run(["iptables", "-t", rule.table, "-A", rule.chain, *rule.spec])
 
 
 def remove(layout: LabLayout) -> None:

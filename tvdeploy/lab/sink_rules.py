@@ -3,9 +3,12 @@ and kernel-log lines into findings (who tried to reach what outside the lab).
 
 A node with no route fails before any packet exists, which proves nothing. With the sink on,
 every node has a default route via the host side of the lab bridge, and the host's firewall:
-- ``raw PREROUTING -i BRIDGE ! -d SUBNET -> TVLAB<i>-SINK``: LOG (prefix ``tvlab<i>-sink: ``,
-  rate-limited) then DROP. The raw table runs before routing and conntrack: a caught packet is
-  never routed, whatever the host's ip_forward or FORWARD policy.
+- ``raw PREROUTING -i BRIDGE ! -d SUBNET -> TVLAB<i>-SINK``: one hashlimit match per protocol
+  that only records each flow (``/proc/net/ipt_hashlimit/tvlab<i>-tcp|udp|icmp``: source,
+  destination, port; kept a day, whatever else floods the kernel log), LOG (prefix
+  ``tvlab<i>-sink: ``, rate-limited: per-flow packet counts) then DROP. The raw table runs
+  before routing and conntrack: a caught packet is never routed, whatever the host's ip_forward
+  or FORWARD policy.
 - ``mangle POSTROUTING -s SUBNET -> TVLAB<i>-EXIT``: RETURN for the bridge itself and loopback,
   else LOG (``tvlab<i>-exit: ``) and DROP. A lab packet about to leave the machine by any other
   interface: it must stay 0, and proves the sink caught everything first.
@@ -46,6 +49,14 @@ class SinkNames:
     def comment(self) -> str:
         return f"tvdeploy-lab-{self.index}"
 
+    def flow_table(self, protocol: str) -> str:
+        """Name of the hashlimit table recording the flows of *protocol* (at most 15 characters)."""
+        return f"tvlab{self.index}-{protocol}"
+
+
+FLOW_PROTOCOLS = ("tcp", "udp", "icmp")
+FLOW_TABLE_DIR = "/proc/net/ipt_hashlimit"
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -69,7 +80,9 @@ def chain_rules(names: SinkNames, bridge: str) -> list[Rule]:
     """The contents of the lab's own chains (flushed and written again by `lab sink on`)."""
     tag = ("-m", "comment", "--comment", names.comment)
     sink, exit_ = names.sink_chain, names.exit_chain
+    flows = [Rule("raw", sink, ("-p", proto, *tag, *_record_flow(names, proto))) for proto in FLOW_PROTOCOLS]
     return [
+        *flows,
         Rule("raw", sink, (*tag, *LOG_LIMIT, "-j", "LOG", "--log-prefix", names.sink_prefix)),
         Rule("raw", sink, (*tag, "-j", "DROP")),
         Rule("mangle", exit_, ("-o", bridge, *tag, "-j", "RETURN")),
@@ -77,6 +90,45 @@ def chain_rules(names: SinkNames, bridge: str) -> list[Rule]:
         Rule("mangle", exit_, (*tag, *LOG_LIMIT, "-j", "LOG", "--log-prefix", names.exit_prefix)),
         Rule("mangle", exit_, (*tag, "-j", "DROP")),
     ]
+
+
+def _record_flow(names: SinkNames, protocol: str) -> tuple[str, ...]:
+    """A match that never limits (no target follows): it only keeps an entry per flow."""
+    mode = "srcip,dstip,dstport" if protocol in ("tcp", "udp") else "srcip,dstip"
+    return ("-m", "hashlimit", "--hashlimit-upto", "1000000/sec", "--hashlimit-burst", "1000000",
+            "--hashlimit-mode", mode, "--hashlimit-name", names.flow_table(protocol),
+            "--hashlimit-htable-expire", "86400000")  # fmt: skip
+
+
+def flows_from_table(text: str, protocol: str) -> list[tuple[str, str, int | None]]:
+    """Flows of one hashlimit table (``EXPIRES SRC:SPORT->DST:DPORT CREDIT CAP COST``): (source,
+    destination, destination port or None)."""
+    out = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 2 or "->" not in fields[1]:
+            continue
+        src, _, dst = fields[1].partition("->")
+        src_ip, dst_ip = src.rsplit(":", 1)[0], dst.rsplit(":", 1)[0]
+        port = dst.rsplit(":", 1)[1] if ":" in dst else ""
+        out.append((src_ip, dst_ip, int(port) if protocol in ("tcp", "udp") and port.isdigit() else None))
+    return sorted(set(out), key=lambda f: (f[0], f[1], -1 if f[2] is None else f[2]))
+
+
+def merge_flows(logged: list[Finding], tables: dict[str, str]) -> list[Finding]:
+    """The logged findings, plus every flow recorded in the tables that the log lost (packets 0:
+    its count is in the total only)."""
+    seen = {(f.source, f.destination, f.protocol.split()[0], f.port) for f in logged if f.where == "sink"}
+    extra = []
+    for protocol, text in sorted(tables.items()):
+        for src, dst, port in flows_from_table(text, protocol):
+            if protocol == "icmp":
+                known = any(k[:3] == (src, dst, "icmp") for k in seen)
+            else:
+                known = (src, dst, protocol, port) in seen
+            if not known:
+                extra.append(Finding("sink", src, dst, protocol, port, 0))
+    return logged + extra
 
 
 # Counters -------------------------------------------------------------------------------------
@@ -100,12 +152,13 @@ class Finding:
     destination: str
     protocol: str  # tcp, udp, icmp, or the protocol number
     port: int | None  # destination port (tcp/udp); None otherwise
-    packets: int
+    packets: int  # from the kernel log; 0 when only the flow table still names the flow
 
     def describe(self) -> str:
         what = f"{self.protocol}/{self.port}" if self.port is not None else self.protocol
         extra = " (leaving the machine)" if self.where == "exit" else ""
-        return f"{self.source} -> {self.destination} {what}: {self.packets} packet(s){extra}"
+        count = f"{self.packets} packet(s)" if self.packets else "packets not in the kernel log"
+        return f"{self.source} -> {self.destination} {what}: {count}{extra}"
 
     def to_json(self) -> dict[str, object]:
         return {"where": self.where, "source": self.source, "destination": self.destination,
@@ -189,7 +242,7 @@ class SinkReport:
         if self.ok:
             return "0 packets left the lab's network"
         named = [f.describe() for f in self.findings]
-        if self.unnamed:
+        if self.unnamed and not any(f.packets == 0 for f in self.findings):
             named.append(f"{self.unnamed} more packet(s) not named in the kernel log")
         return f"{self.packets} packet(s) tried to leave the lab's network: " + "; ".join(named)
 
