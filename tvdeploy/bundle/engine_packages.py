@@ -20,6 +20,7 @@ is checked by the reader like every blob. On a node a package is written as
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,15 +138,14 @@ def _package(item: Any, where: str, blob_sizes: dict[str, int]) -> Package:
     return Package(name, version, arch, m.group(1), size)
 
 
-def check_section(bundle: Any, doc: Any) -> EnginePackages:
-    """For the reader: the section of *bundle* (a reader.Bundle), or its one-line BundleError."""
-    from tvdeploy.bundle.reader import BundleError
-
+def check_section(bundle: Any, doc: Any, fail: Callable[[Any, str], Exception]) -> EnginePackages:
+    """For the reader: the section of *bundle* (a reader.Bundle), or *fail*(bundle, message)
+    raised (its one-line BundleError)."""
     sizes = {p[len(BLOB_PREFIX):]: r.size for p, r in bundle.files.items() if p.startswith(BLOB_PREFIX)}
     try:
         return parse_section(doc, sizes)
     except ValueError as exc:
-        raise BundleError(f"{bundle.path}: {exc}") from None
+        raise fail(bundle, str(exc)) from None
 
 
 def of_bundle(bundle: Any) -> EnginePackages | None:

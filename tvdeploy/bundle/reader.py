@@ -452,7 +452,7 @@ def _check_manifest(bundle: Bundle) -> None:
     if "engine_packages" in doc:
         from tvdeploy.bundle.engine_packages import check_section
 
-        bundle.engine_packages = check_section(bundle, doc["engine_packages"])
+        bundle.engine_packages = check_section(bundle, doc["engine_packages"], _fail)
 
 
 def _check_expected(bundle: Bundle, doc: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ import shlex
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -386,6 +386,33 @@ class SSHConnection:
         """Write several small files atomically in ONE round trip (each as in ``put_file``), then
         run *then* (e.g. a restart) in the same command."""
         return self.run(files_script(files, then), timeout=timeout)
+
+    def put_stream(self, path: str, chunks: Iterable[bytes], mode: int = 0o600) -> int:
+        """Write a large file over SFTP, pipelined (a command's stdin is an order of magnitude
+        slower: 13 s against 0.3 s for 34 MiB on the lab): to ``PATH.tvdeploy-partial`` in the
+        same folder (writable by the login user), renamed into place once complete. Returns
+        the bytes written; an exception of *chunks* (e.g. a digest mismatch) propagates."""
+        import paramiko
+
+        tmp = f"{path}.tvdeploy-partial"
+        total = 0
+        try:
+            sftp = paramiko.SFTPClient.from_transport(self.transport())
+            if sftp is None:
+                raise paramiko.SSHException("no SFTP channel")
+            try:
+                with sftp.open(tmp, "wb") as fh:
+                    fh.set_pipelined(True)
+                    for chunk in chunks:
+                        fh.write(chunk)
+                        total += len(chunk)
+                sftp.chmod(tmp, mode)
+                sftp.posix_rename(tmp, path)
+            finally:
+                sftp.close()
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise ConnectionFailed(f"node {self.node}: cannot write {path} over SFTP: {exc}") from None
+        return total
 
     def get_file(self, path: str) -> bytes:
         out, err, code = self.exec_raw(f"cat -- {shlex.quote(path)}")

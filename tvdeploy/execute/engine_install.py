@@ -115,14 +115,15 @@ def _install_node(site: Site, plan: EnginePlan, step: EngineStep, conn: SSHConne
 
 
 def _copy(bf: BundleFile, packages: tuple[Package, ...], conn: SSHConnection) -> int:
-    """Each package from the bundle (re-hashed on the way) into the node's cache folder; the
-    node then checks every file against the signed digests."""
+    """Each package from the bundle (re-hashed on the way) into the node's cache folder over
+    SFTP (owned by the login user: sudo runs dpkg); the node then checks every file against the
+    signed digests."""
     total = 0
+    q = shlex.quote
+    conn.run(f"mkdir -p {CACHE} && chmod 700 {CACHE} && chown {q(conn.target.user)} {CACHE}")
     with bf.open() as fh:
         for pkg in packages:
-            data = bf.read_small(fh, pkg.digest)
-            conn.put_file(f"{CACHE}/{pkg.filename}", data, mode=0o600)
-            total += len(data)
+            total += conn.put_stream(f"{CACHE}/{pkg.filename}", bf.chunks(fh, pkg.digest))
     sums = "".join(f"{p.digest}  {p.filename}\n" for p in packages).encode()
     conn.run(f"cd {CACHE} && sha256sum --check --quiet --strict -", input=sums)
     return total
@@ -187,3 +188,24 @@ def _package_object(pkg: Package) -> dict[str, str]:
 
 def facts_of(conn: SSHConnection, names: list[str]) -> EngineFacts:
     return parse(conn.run(probe_command(names), check=False).stdout)
+
+
+def apply_layer(site: Site, bundle: Path, trust: Path, reporter: Reporter,
+                trust_new_hosts: bool = False) -> tuple[bool, str]:
+    """``tvdeploy apply``'s engine layer (before TLS + swarm): skipped when the bundle carries
+    no engine packages; otherwise plan and install as ``engine install --yes`` (another version
+    on a node is refused: upgrading stays an explicit ``engine install --upgrade``)."""
+    from tvdeploy.bundle.chunkbundle import verify_bundle_path
+    from tvdeploy.bundle.images import BundleFile
+    from tvdeploy.execute.ssh_pool import open_pool
+
+    bf = BundleFile(verify_bundle_path(bundle, trust, reporter=reporter))
+    wanted = bf.bundle.engine_packages
+    if wanted is None:
+        return False, "the bundle carries no engine packages"
+    with open_pool(site, trust_new_hosts=trust_new_hosts, reporter=reporter) as pool:
+        results = install(site, make_plan(site, bf, pool), pool, reporter)
+    changed = [r.node for r in results if r.kind != "no-op"]
+    if not changed:
+        return False, f"Docker Engine {wanted.engine_version} on every node"
+    return True, f"Docker Engine {wanted.engine_version} installed or started on {', '.join(changed)}"

@@ -1,6 +1,7 @@
-"""`tvdeploy apply SITE`: every layer in order — VMs, TLS + swarm, images (bundle import),
-services (release deploy, policy-gated) — each a no-op when already converged, then a policy
-check of the whole site for the summary.
+"""`tvdeploy apply SITE`: every layer in order — VMs, Docker Engine (from the bundle's engine
+packages, when it carries them: tvdeploy.execute.engine_install), TLS + swarm, images (bundle
+import), services (release deploy, policy-gated) — each a no-op when already converged, then a
+policy check of the whole site for the summary.
 
 A resume journal (``<state>/apply/journal.json``, written after each layer) names the run (bundle
 digest, release) and the layers done: a rerun after a crash or Ctrl-C says where the last run
@@ -104,6 +105,12 @@ def vms_layer(site: Site, reporter: Reporter) -> tuple[bool, str]:
     return bool(changed), f"{len(changed)} VMs changed"
 
 
+def engine_layer(site: Site, bundle: Path, trust: Path, reporter: Reporter, trust_new_hosts: bool) -> tuple[bool, str]:
+    from tvdeploy.execute.engine_install import apply_layer
+
+    return apply_layer(site, bundle, trust, reporter, trust_new_hosts)
+
+
 def swarm_layer(site: Site, reporter: Reporter, trust_new_hosts: bool) -> tuple[bool, str]:
     from tvdeploy.execute.ssh_pool import open_pool
     from tvdeploy.execute.swarm_bootstrap import bootstrap
@@ -154,12 +161,13 @@ def policy_summary(site: Site, site_path: Path, reporter: Reporter) -> dict[str,
     return {"blocking": len(result.blocking), "summary": doc.get("summary", {}), "fail_on": site.policies.fail_on}
 
 
-def bundle_release(bundle: Path) -> tuple[str, str]:
-    """(release id, manifest sha256) of a bundle, read strictly (verification comes at import)."""
+def bundle_release(bundle: Path) -> tuple[str, str, bool]:
+    """(release id, manifest sha256, whether it carries engine packages) of a bundle, read
+    strictly (verification comes at import)."""
     from tvdeploy.bundle.reader import read_bundle
 
     b = read_bundle(bundle)
-    return str(b.release["release"]), b.manifest_sha256
+    return str(b.release["release"]), b.manifest_sha256, b.engine_packages is not None
 
 
 def apply_site(site: Site, site_path: Path, *, bundle: Path | None, trust: Path | None, release: str | None,
@@ -171,8 +179,9 @@ def apply_site(site: Site, site_path: Path, *, bundle: Path | None, trust: Path 
     if bundle is not None and trust is None:
         raise RefusedError(f"{site_path}: --bundle needs a trust root: pass --trust ROOT or set trust.root")
     run: dict[str, Any] = {"bundle": None, "release": release}
+    engine = False
     if bundle is not None:
-        bundle_id, digest = bundle_release(bundle)
+        bundle_id, digest, engine = bundle_release(bundle)
         run["bundle"] = digest
         release = release or bundle_id
         run["release"] = release
@@ -181,10 +190,10 @@ def apply_site(site: Site, site_path: Path, *, bundle: Path | None, trust: Path 
     if result.resumed_after:
         reporter.warn(f"an earlier apply of the same bundle/release stopped after: {', '.join(result.resumed_after)}; "
                       "going on (every layer checks the site again)")
-    layers: list[tuple[str, Callable[[], tuple[bool, str]]]] = [
-        ("vms", lambda: vms_layer(site, reporter)),
-        ("swarm", lambda: swarm_layer(site, reporter, trust_new_hosts)),
-    ]
+    layers: list[tuple[str, Callable[[], tuple[bool, str]]]] = [("vms", lambda: vms_layer(site, reporter))]
+    if engine and bundle is not None and trust is not None:  # Docker Engine from the bundle's packages
+        layers.append(("engine", lambda: engine_layer(site, bundle, trust, reporter, trust_new_hosts)))
+    layers.append(("swarm", lambda: swarm_layer(site, reporter, trust_new_hosts)))
     if bundle is not None and trust is not None:
         layers.append(("images", lambda: images_layer(site, site_path, bundle, trust, reporter)))
     if release is not None:
