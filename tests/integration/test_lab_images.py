@@ -118,7 +118,8 @@ def test_config_and_secret_files_are_read(lab_images: LabImages, tmp_path) -> No
     host = lab_images.docker_host
     name = f"tvtest-cfg-{time.monotonic_ns()}"
     # REQUIRE_SECRET from the config file; no secret mounted -> unhealthy, and says why.
-    r = docker_cli(host, "run", "-d", "--name", name, "--entrypoint", "/bin/sh", "trueverit/cloud:1", "-c",
+    # as root here: the test writes what the stack mounts (the images themselves run as 65534)
+    r = docker_cli(host, "run", "-d", "--name", name, "--user", "0:0", "--entrypoint", "/bin/sh", "trueverit/cloud:1", "-c",
                    "echo REQUIRE_SECRET=1 > /etc/trueverit/config && exec /bin/sh /app/start.sh")  # fmt: skip
     assert r.returncode == 0, r.stderr
     try:
@@ -129,7 +130,7 @@ def test_config_and_secret_files_are_read(lab_images: LabImages, tmp_path) -> No
                 break
             time.sleep(0.2)
         assert b"503" in probe.stderr
-        docker_cli(host, "exec", name, "sh", "-c", "mkdir -p /run/secrets && echo s3cret > /run/secrets/trueverit")
+        docker_cli(host, "exec", "-u", "0", name, "sh", "-c", "mkdir -p /run/secrets && echo s3cret > /run/secrets/trueverit")
         body = docker_cli(host, "exec", name, "wget", "-q", "-O-", "http://127.0.0.1:8080/health/").stdout
         doc = json.loads(body)
         assert (doc["status"], doc["config"], doc["secret"]) == ("ok", "loaded", "present")
