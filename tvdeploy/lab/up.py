@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 
 # What `lab down` removes from the lab dir (and nothing else, in case --dir held other files).
 OWNED = ("lab.json", "site.yaml", "ssh", "secrets", "state", "nodes", "engine", "vcenter", "sink.json",
-         "release-v1.yaml", "release-v2.yaml", "release-broken.yaml", "images.json")  # fmt: skip
+         "release-v1.yaml", "release-v2.yaml", "release-broken.yaml", "images.json", "waivers",
+         "release-large-v1.yaml", "release-large-v2.yaml")  # fmt: skip
 
 
 F = TypeVar("F", bound=Callable[..., Any])
