@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.integration.bare_lab import bare_lab  # noqa: F401 - fixture
+from tests.integration.bare_lab import bare_home, bare_lab  # noqa: F401 - fixtures
 from tests.integration.conftest import LabInfo, run_lab
 from tests.integration.lab_helpers import ssh
 
