@@ -4,7 +4,7 @@ sink, so an attempt would be a counted packet rather than a "network unreachable
 nothing. Then a deliberate outbound probe makes the same check fail, naming the destination.
 
 One lab of this module's own ($TVDEPLOY_TEST_AIRGAP_LAB_DIR, default /tmp/tvdeploy-test-airgap),
-reset to unconfigured nodes; the tests run in file order.
+made afresh; the tests run in file order.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ def job_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReleaseLab]:
     lab = ReleaseLab(lab_dir, home, lab_dir / "site.yaml", base / "root.json", {},
                      f"unix://{lab_dir / 'engine' / 'docker.sock'}")
     try:
+        lab.tv("lab", "down", "--dir", lab_dir, timeout=300)  # from nothing: no operator state of an earlier run
         run_lab("up", "--dir", lab_dir, home=home)
-        run_lab("reset", "--dir", lab_dir, home=home)  # nodes unconfigured: the job starts from nothing
         run_lab("images", "--small", "--version", "1", "--dir", lab_dir, home=home, timeout=1500)
         yield lab
     finally:
