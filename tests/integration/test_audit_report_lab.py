@@ -4,7 +4,8 @@ section, every running digest, no request leaving the file); the PDF's text; dri
 the log read from the managers' copies when the local one is gone; a record removed from one
 manager's copy named; no secret of the site file in any file.
 
-One lab of this module's own (3 nodes, 18 services, tests/integration/release_lab.py): deploy
+One lab of this module's own (3 nodes, 18 services, tests/integration/release_lab.py): vm apply,
+deploy
 lab-v1, deploy lab-v2-broken (rolled back), hot-fix cloud from a signed bundle, policy
 check. Set TVDEPLOY_TEST_REPORT_LAB_DIR (and _HOME) to reuse a lab across runs (reset, not
 removed); with TVDEPLOY_TEST_REPORT_LAB_KEEP=1 too, a lab this module deployed before is used as
@@ -98,6 +99,7 @@ def report_lab(tmp_path_factory: pytest.TempPathFactory) -> Any:
             for stale in ("imports", "audit", "policy"):
                 shutil.rmtree(lab_dir / "state" / stale, ignore_errors=True)
         lab = build(base, lab_dir, home)
+        lab.ok("vm", "apply", lab.site, "--yes")  # the VMs on the vCenter simulator, pointing at the nodes
         lab.ok("release", "deploy", lab.site, "lab-v1", "--yes")
         failed = lab.tv("release", "deploy", lab.site, "lab-v2-broken", "--yes")
         assert failed.returncode == 1, failed.stderr[-2000:]  # fails by design and is rolled back
@@ -157,6 +159,9 @@ def test_content_from_live_facts_and_the_verified_log(report_lab: ReportLab, fir
     assert doc["schema"] == "tvdeploy-audit-report/1"
     assert doc["summary"]["sections_not_read"] == []
     assert doc["identity"]["site"] == "lab" and len(doc["identity"]["operator_key_id"]) == 64
+    vms = doc["inventory"]["vms"]["rows"]
+    assert sorted(v["name"] for v in vms) == ["lab-mgr-1", "lab-mgr-2", "lab-mgr-3"]
+    assert all(v["power"] == "poweredOn" and v["cpus"] >= 1 and v["memory_mb"] >= 256 for v in vms)
     nodes = doc["inventory"]["nodes"]["rows"]
     assert len(nodes) == 3 and all(n["engine"] and n["tls_cert_expires"] and n["swarm_cert_expires"] for n in nodes)
     assert doc["inventory"]["swarm"]["autolock"] is True
