@@ -154,3 +154,15 @@ def test_apt_resolves_into_a_private_folder_against_the_given_status(tmp_path: P
     assert argv[:4] == ["apt-get", "install", "--download-only", "--no-install-recommends"]
     assert f"Dir::State::status={tmp_path}/status" in argv and "Debug::NoLocking=1" in argv
     assert f"Dir::Cache::archives={tmp_path}/archives" in argv and argv[-1] == "docker.io"
+
+
+def test_release_spec_may_ask_for_engine_packages(tmp_path: Path) -> None:
+    from tvdeploy.errors import TvdeployError
+    from tvdeploy.release.spec import load_release_spec
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("release: r1\nsequence: 1\nimages:\n  cloud: trueverit/cloud:1\nengine_packages: debian-12\n")
+    assert load_release_spec(spec).engine_packages == "debian-12"
+    spec.write_text("release: r1\nsequence: 1\nimages:\n  cloud: trueverit/cloud:1\nengine_packages: windows\n")
+    with pytest.raises(TvdeployError, match=r"spec.yaml:5: engine_packages"):
+        load_release_spec(spec)

@@ -55,7 +55,7 @@ def build_bundle(output: Path, spec_path: Path, engine: str, reporter: Reporter,
         signers = load_signers(keys or [], passphrase)
         from tvdeploy.execute.engine_packages import resolved
 
-        debs = stack.enter_context(resolved(engine_packages, output, reporter))
+        debs = stack.enter_context(resolved(engine_packages or spec.engine_packages, output, reporter))
         opts = BuildOptions(patches, compress, debs)
         if chunk_size is not None:
             return _build_split(output, spec, engine, since, early, chunk_size, keys or [], signers, reporter, opts)

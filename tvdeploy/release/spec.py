@@ -4,6 +4,7 @@
     sequence: 7
     images:
       cloud: trueverit/cloud:1.0      # repository:tag in the build engine
+    engine_packages: debian-12        # optional: also carry Docker Engine's packages (issue 19)
 
 Errors name file:line: key path, like the site file's.
 """
@@ -11,7 +12,7 @@ Errors name file:line: key path, like the site file's.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
@@ -33,6 +34,8 @@ class ReleaseSpec(BaseModel):
     release: ReleaseId
     sequence: int = Field(ge=1)
     images: dict[Annotated[str, StringConstraints(pattern=SERVICE)], Reference] = Field(min_length=1)
+    # Docker Engine's packages for this platform go into the bundle too (= --engine-packages).
+    engine_packages: Literal["debian-12"] | None = None
 
 
 def normalize_reference(ref: str) -> str:
