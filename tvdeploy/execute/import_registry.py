@@ -108,21 +108,26 @@ def to_registry(site: Site, bf: BundleFile, images: list[BundleImage], pool: SSH
             with bf.open() as fh, ThreadPoolExecutor(max_workers=max(1, len(others)),
                                                      thread_name_prefix="tvdeploy-replica") as workers:
                 for img in images:
-                    pending = [workers.submit(_push_quietly, t, bf, img, images) for t in others]
+                    pending = [(t, workers.submit(_push_quietly, t, bf, img, images)) for t in others]
                     stats = push_image(first.reg, bf, fh, img, images, first.holders, journal, jfile, reporter)
-                    for fut in pending:
-                        fut.result()
+                    for t, fut in pending:
+                        try:
+                            fut.result()
+                        except ConnectionFailed as exc:  # that replica went away: the next import fills it
+                            others.remove(t)
+                            result.replicas[t.node] = f"failed: {exc.message}"
+                            reporter.warn(f"registry replica on {t.node} left out of this import: {exc.message}")
                     result.bytes_moved += stats.moved
                     result.bytes_skipped += stats.skipped
                     record(site, "bundle.import.image", objects=[
                         {"type": "image", "name": f"{ep.host}/{img.repo}", "digest": img.digest,
                          "moved_bytes": str(stats.moved), "skipped_bytes": str(stats.skipped),
-                         "replicas": ",".join(t.node for t in targets)}])
+                         "replicas": ",".join(t.node for t in [first, *others])}])
         finally:
             drop_rebuilt(bf)  # patched layers rebuilt by check_delta_on_registry
         result.seconds["push"] = time.monotonic() - start
         start = time.monotonic()
-        for t in targets:
+        for t in [first, *others]:
             read_back(t.reg, images)
             result.replicas[t.node] = "filled"
         result.seconds["read_back"] = time.monotonic() - start
@@ -131,7 +136,8 @@ def to_registry(site: Site, bf: BundleFile, images: list[BundleImage], pool: SSH
             t.reg.close()
     for img in images:
         result.images[img.service] = ep.reference(img.repo, img.digest)
-    reporter.info(f"{len(images)} images in {ep.host} ({len(targets)} of {len(ep.replicas)} replicas): "
+    filled = sum(1 for state in result.replicas.values() if state == "filled")
+    reporter.info(f"{len(images)} images in {ep.host} ({filled} of {len(ep.replicas)} replicas): "
                   f"{format_size(result.bytes_moved)} moved, {format_size(result.bytes_skipped)} skipped "
                   "(already on the site)")
 
