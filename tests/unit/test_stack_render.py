@@ -99,6 +99,9 @@ def test_hardening_of_every_service(rendered: Any) -> None:
             assert svc["deploy"][key]["order"] in ("start-first", "stop-first"), name
         assert svc["deploy"]["update_config"]["failure_action"] == "rollback"
         assert "privileged" not in svc and "network_mode" not in svc
+        assert svc["dns"] == ["127.0.0.1"], name  # unknown names are not looked up outside the site
+    specs = build_specs(rendered.model, rendered.stack_name)
+    assert specs["cloud"]["TaskTemplate"]["ContainerSpec"]["DNSConfig"] == {"Nameservers": ["127.0.0.1"]}
 
 
 def test_no_secret_in_any_environment_variable_and_never_in_the_file(rendered: Any) -> None:

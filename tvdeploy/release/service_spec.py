@@ -89,6 +89,8 @@ def container_spec(stack: Stack, ns: str, svc: Service) -> dict[str, Any]:
         c["Dir"] = svc.working_dir
     if svc.hostname:
         c["Hostname"] = svc.hostname
+    if svc.dns:
+        c["DNSConfig"] = {"Nameservers": [svc.dns] if isinstance(svc.dns, str) else list(svc.dns)}
     if svc.stop_grace_period:
         c["StopGracePeriod"] = units.duration_ns(svc.stop_grace_period)
     if svc.healthcheck is not None:

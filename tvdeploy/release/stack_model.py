@@ -144,6 +144,7 @@ class Service(_Strict):
     configs: list[FileRef] = Field(default_factory=list)
     ports: list[Port] = Field(default_factory=list)
     stop_grace_period: str | None = None
+    dns: list[str] | str | None = None
     ulimits: dict[str, int | dict[str, int]] = Field(default_factory=dict)
     deploy: Deploy = Field(default_factory=Deploy)
     # Accepted only so that the policy checks can say "swarm ignores this" (never translated).
