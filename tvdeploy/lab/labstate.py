@@ -97,3 +97,15 @@ def save_state(path: Path, lab: LabState) -> None:
     from tvdeploy.state import write_atomic
 
     write_atomic(path, lab.to_json(), mode=0o600)
+
+
+def load_lab(lab_dir: Path) -> tuple[Any, LabState]:
+    """(the lab's LabLayout, its state): the lab in *lab_dir*, or an error saying to bring it up."""
+    from tvdeploy.errors import TvdeployError
+    from tvdeploy.lab.layout import LabLayout
+
+    lab_dir = lab_dir.resolve()
+    st = load_state(lab_dir / "lab.json")
+    if st is None:
+        raise TvdeployError(f"{lab_dir}: no lab here (tvdeploy lab up --dir {lab_dir})")
+    return LabLayout(lab_dir, st.index), st

@@ -65,7 +65,7 @@ def _write_state(layout: LabLayout, on: bool, cursor: int) -> None:
 
 # Commands -------------------------------------------------------------------------------------
 def enable(lab_dir: Path) -> LabLayout:
-    from tvdeploy.lab.up import load_lab
+    from tvdeploy.lab.labstate import load_lab
 
     with registry.lab_lock(lab_dir):
         layout, st = load_lab(lab_dir)
@@ -76,7 +76,7 @@ def enable(lab_dir: Path) -> LabLayout:
 
 
 def disable(lab_dir: Path) -> LabLayout:
-    from tvdeploy.lab.up import load_lab
+    from tvdeploy.lab.labstate import load_lab
 
     with registry.lab_lock(lab_dir):
         layout, st = load_lab(lab_dir)
@@ -123,7 +123,7 @@ def read_flow_tables(names: SinkNames) -> dict[str, str]:
 
 
 def _require_on(lab_dir: Path) -> LabLayout:
-    from tvdeploy.lab.up import load_lab
+    from tvdeploy.lab.labstate import load_lab
 
     layout, _st = load_lab(lab_dir)
     if not is_on(layout):

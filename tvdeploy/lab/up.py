@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from tvdeploy.errors import InputFileError, RefusedError, TvdeployError
 from tvdeploy.lab import barenode, engine, netns, nodes, proc, registry, sink, vcenter_link
 from tvdeploy.lab.doctor import diagnose, gather
-from tvdeploy.lab.labstate import LabState, NodeRecord, load_state, save_state
+from tvdeploy.lab.labstate import LabState, NodeRecord, load_lab, load_state, save_state
 from tvdeploy.lab.layout import LabLayout
 from tvdeploy.lab.sitefile import LabSiteInputs, SiteNode, render_site
 from tvdeploy.lab.sshkeys import ensure_keypair, known_hosts_line
@@ -344,14 +344,6 @@ def _remove_tree(path: Path) -> None:
 
 
 # Reset ----------------------------------------------------------------------------------------
-def load_lab(lab_dir: Path) -> tuple[LabLayout, LabState]:
-    lab_dir = lab_dir.resolve()
-    st = load_state(lab_dir / "lab.json")
-    if st is None:
-        raise TvdeployError(f"{lab_dir}: no lab here (tvdeploy lab up --dir {lab_dir})")
-    return LabLayout(lab_dir, st.index), st
-
-
 @locked
 def reset(lab_dir: Path, reporter: Reporter | None = None) -> float:
     """Every node back to unconfigured: processes killed, Docker's config and state wiped
