@@ -16,10 +16,12 @@ from typing import Any
 
 import pytest
 
+from tests.integration.airgap import air_gap_for
 from tests.integration.lab_helpers import ssh
 from tests.integration.release_lab import ReleaseLab, build, manifest_digests
 
 pytestmark = pytest.mark.lab
+air_gap = air_gap_for("rlab")  # issue 16: every rollout test under the air-gap sink, 0 packets out
 
 MARKER = "/var/lib/docker/volumes/trueverit_postgres_db_data/_data/tvdeploy-test-marker"
 
