@@ -116,6 +116,8 @@ class Bench:
         doc = json.loads(self.tv("release", "render", self.site, release, "--json"))
         folder = self.work / f"compose-{release}"
         folder.mkdir(exist_ok=True)
+        for svc in doc["services"].values():  # `docker stack deploy` has no pids limit (the API has)
+            svc.get("deploy", {}).get("resources", {}).get("limits", {}).pop("pids", None)
         for key, cfg in doc.get("configs", {}).items():
             (folder / f"{key}.conf").write_text(cfg.pop("content"))
             cfg["file"] = str(folder / f"{key}.conf")
