@@ -125,13 +125,17 @@ class Bench:
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
         return path, {k: s["image"] for k, s in doc["services"].items()}
 
-    def docker(self, compose: Path, images: dict[str, str]) -> float:
+    def docker_env(self) -> dict[str, str]:
+        """The docker CLI pointed at the first manager with the operator's client certificate."""
         from tvdeploy.config.load import load_site
         from tvdeploy.pki.ca import pki_paths
 
         site = load_site(self.site)
-        env = {**os.environ, "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(pki_paths(site).client_dir),
-               "DOCKER_HOST": f"tcp://{site.managers[0].address}:2376"}
+        return {**os.environ, "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(pki_paths(site).client_dir),
+                "DOCKER_HOST": f"tcp://{site.managers[0].address}:2376"}
+
+    def docker(self, compose: Path, images: dict[str, str]) -> float:
+        env = self.docker_env()
         t0 = time.perf_counter()
         proc = subprocess.run(["docker", "stack", "deploy", "--resolve-image", "never", "-c", str(compose),
                                "trueverit"], env=env, capture_output=True, text=True, check=False)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -27,15 +26,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from release_deploy import Bench  # noqa: E402
 
 TARGET = 1.1
-
-
-def docker_env(b: Bench) -> dict[str, str]:
-    from tvdeploy.config.load import load_site
-    from tvdeploy.pki.ca import pki_paths
-
-    site = load_site(b.site)
-    return {**os.environ, "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(pki_paths(site).client_dir),
-            "DOCKER_HOST": f"tcp://{site.managers[0].address}:2376"}
 
 
 def timed(fn: object) -> float:
@@ -57,7 +47,7 @@ def main() -> int:
         v1, images1 = b.compose_file("lab-v1")
         _v2, images2 = b.compose_file("lab-v2")
         b.tvdeploy("lab-v1")
-        env = docker_env(b)
+        env = b.docker_env()
         tv_hotfix = timed(lambda: b.tv("release", "hotfix", b.site, "cloud", "--release", "lab-v2", "--yes"))
         dk_hotfix = timed(lambda: subprocess.run(
             ["docker", "service", "update", "--detach=false", "--no-resolve-image", "--image", images1["cloud"],
