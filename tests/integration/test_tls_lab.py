@@ -99,6 +99,28 @@ def test_apply_from_unconfigured_nodes_then_nothing_to_do(lab_reset, cli, operat
     assert '"event":"tls.apply"' in log_text
 
 
+def test_config_written_but_restart_cut_off_is_restarted_by_the_next_apply(configured, cli):
+    """A run SIGKILLed between writing daemon.json and restarting dockerd leaves the right file
+    on disk and the old daemon running: the plan must see the daemon is older than its file."""
+    site = _site(configured)
+    node = site.nodes[1].name
+    pids = _dockerd_pids(site)
+    time.sleep(3)  # the daemon is now clearly older than a file written next
+    with SSHPool(site) as pool:
+        pool.get(node).run("touch /etc/docker/daemon.json")
+    r = cli("tls", "plan", configured.site_file, "--json")
+    plan = json.loads(r.stdout)
+    assert plan["nodes"][node] == ["restart-docker"], plan
+    assert all(not v for k, v in plan["nodes"].items() if k != node), plan
+    (step,) = plan["steps"]
+    assert "started before /etc/docker/daemon.json changed" in step["reason"], step
+    _apply(cli, configured)
+    after = _dockerd_pids(site)
+    assert after[node] != pids[node] and {k: v for k, v in after.items() if k != node} == \
+        {k: v for k, v in pids.items() if k != node}
+    assert cli("tls", "plan", configured.site_file, "--detailed-exitcode").code == 0
+
+
 def test_node_files_keys_0400_certs_0444_root(configured):
     site = _site(configured)
     with SSHPool(site) as pool:

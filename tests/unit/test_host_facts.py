@@ -169,3 +169,18 @@ def test_gather_with_runs_extra_shell_around_the_probe_in_one_round_trip():
     facts, result = H.gather_with("n", runner, "BEFORE\n", "\nAFTER", clock=lambda: next(clock))
     assert runner.commands == ["BEFORE\n" + H.PROBE + "\nAFTER"]
     assert facts.hostname == "lab-wkr-1" and result.stderr == ""
+
+
+@pytest.mark.parametrize("text, expect", [
+    # dockerd started at 1000; daemon.json written at 1100 by a run cut off before its restart
+    ("now 1200\netimes 200\nmtime 1100 /etc/docker/daemon.json\nmtime 990 /etc/docker/tls/ca.pem",
+     ("/etc/docker/daemon.json",)),
+    # written in the same second as the restart: not stale
+    ("now 1200\netimes 200\nmtime 1001 /etc/docker/daemon.json", ()),
+    ("now 1200\nmtime 1100 /etc/docker/daemon.json", ()),  # no dockerd running: no fact
+    ("", ()),
+    ("now x\netimes 200\nmtime 1100 /etc/docker/daemon.json", ()),  # garbled
+    ("now 1200\netimes 200\nmtime zz /etc/docker/daemon.json\nmtime 1199", ()),
+])
+def test_files_changed_after_dockerd_started(text, expect):
+    assert H.parse_dockerd_age(text) == expect

@@ -113,6 +113,8 @@ CASES = [
         json.dumps(dict(reversed(list(f.daemon_config.data.items())))))), []),
     ("key-loose-mode", lambda s, ca, f: replace(f, server_key=dataclasses.replace(f.server_key, mode="644")),
      [P.FIX_KEY_MODE]),
+    ("config-written-restart-cut-off", lambda s, ca, f: replace(f, changed_since_start=(H.DAEMON_JSON,)),
+     [P.RESTART]),
     ("daemon-stopped", lambda s, ca, f: replace(f, swarm=H.SwarmState(False, "unknown", "", False, "down")),
      [P.RESTART]),
     ("systemd-no-dropin", lambda s, ca, f: replace(configured(s, ca, "tv-mgr-1", init="systemd"), dropin=None),

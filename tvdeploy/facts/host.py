@@ -43,6 +43,9 @@ if [ -f {CA_PATH} ]; then sec ca-cert; cat {CA_PATH}; fi
 if [ -f {CERT_PATH} ]; then sec server-cert; cat {CERT_PATH}; fi
 if [ -f {KEY_PATH} ]; then sec server-key; stat -c '%a %U' {KEY_PATH};
   openssl pkey -in {KEY_PATH} -pubout -outform DER 2>/dev/null | sha256sum | cut -d' ' -f1; fi
+sec dockerd-age; echo "now $(date +%s)"
+e=$(ps -o etimes= -C dockerd 2>/dev/null | sort -n | head -n1); [ -n "$e" ] && echo "etimes $e"
+stat -c 'mtime %Y %n' {DAEMON_JSON} {DROPIN_PATH} {CA_PATH} {CERT_PATH} {KEY_PATH} 2>/dev/null
 sec df; df -Pk /var/lib/docker 2>/dev/null || df -Pk /
 sec uname; uname -r
 if [ -r /proc/modules ]; then sec modules; grep -E '^({_MODULE_RE}) ' /proc/modules; fi
@@ -145,6 +148,9 @@ class HostFacts:
     kernel: KernelFeatures
     clock_offset: float | None = None
     warnings: tuple[str, ...] = field(default=())
+    # Files dockerd reads at start that changed after the running dockerd started: a run cut
+    # off between writing them and the restart leaves a daemon that serves the old settings.
+    changed_since_start: tuple[str, ...] = field(default=())
 
 
 # --- section splitting -----------------------------------------------------------------------
@@ -255,6 +261,35 @@ def parse_key_file(text: str | None) -> KeyFile | None:
     if digest == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855":
         digest = None
     return KeyFile(mode=mode, owner=owner, public_key_sha256=digest)
+
+
+STALE_SLACK_SECONDS = 2  # whole-second clocks on both sides: a write and a restart in one second
+
+
+def parse_dockerd_age(text: str) -> tuple[str, ...]:
+    """Paths modified after the youngest running dockerd started (none when no dockerd runs or
+    the section is missing or garbled: no fact, no restart)."""
+    now = etimes = None
+    changed: list[str] = []
+    mtimes: list[tuple[int, str]] = []
+    for line in text.splitlines():
+        parts = line.split(None, 2)
+        try:
+            if parts[:1] == ["now"] and len(parts) == 2:
+                now = int(parts[1])
+            elif parts[:1] == ["etimes"] and len(parts) == 2:
+                etimes = int(parts[1])
+            elif parts[:1] == ["mtime"] and len(parts) == 3:
+                mtimes.append((int(parts[1]), parts[2]))
+        except ValueError:
+            continue
+    if now is None or etimes is None:
+        return ()
+    started = now - etimes
+    for mtime, path in mtimes:
+        if mtime > started + STALE_SLACK_SECONDS:
+            changed.append(path)
+    return tuple(changed)
 
 
 def parse_df(text: str) -> DiskFree | None:
@@ -376,6 +411,7 @@ def parse_probe(node: str, output: str, offset: float | None = None) -> HostFact
         kernel=parse_kernel(s),
         clock_offset=offset,
         warnings=tuple(facts_warnings),
+        changed_since_start=parse_dockerd_age(s.get("dockerd-age", "")),
     )
 
 

@@ -182,6 +182,10 @@ def plan_node(site: Site, node: Node, facts: HostFacts, ca: x509.Certificate | N
         steps.append(Step(RESTART, "to load " + ", ".join(changed), node.name))
     elif not facts.swarm.running:
         steps.append(Step(RESTART, f"dockerd is not running ({facts.swarm.error or 'no answer'})", node.name))
+    elif facts.changed_since_start:
+        # An earlier run wrote these and was cut off before its restart.
+        steps.append(Step(RESTART, "dockerd started before " + ", ".join(facts.changed_since_start)
+                          + " changed", node.name))
     return NodePlan(node=node.name, address=str(node.address), init=facts.init, steps=tuple(steps),
                     names=names, daemon_json=desired, dropin=dropin, live=_is_live(facts))
 
