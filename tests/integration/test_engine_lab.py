@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.integration.airgap import AirGap
 from tests.integration.bare_lab import bare_home, bare_lab  # noqa: F401 - fixtures
@@ -71,6 +72,25 @@ def _nodes(e: EngineLab) -> list[dict[str, str]]:
 def _install(e: EngineLab, bundle: Path | None = None) -> subprocess.CompletedProcess[str]:
     return _tv(e.home, "engine", "install", e.lab.site_file, "--bundle", bundle or e.bundle, "--trust", e.trust,
                "--yes", "--json")
+
+
+def _plan_layers(e: EngineLab) -> dict[str, dict[str, object]]:
+    """`tvdeploy plan` of the bare lab's site without its vcenter section (no VMs to plan: the
+    nodes are given), with the engine bundle."""
+    doc = yaml.safe_load(e.lab.site_file.read_text())
+    doc.pop("vcenter", None)
+    given = e.lab.site_file.with_name("site-nodes-given.yaml")  # beside it: same state, same known hosts
+    given.write_text(yaml.safe_dump(doc, sort_keys=False))
+    r = _tv(e.home, "plan", given, "--bundle", e.bundle, "--trust", e.trust, "--json")
+    assert r.returncode == 0, r.stderr
+    return {x["layer"]: x for x in json.loads(r.stdout)["layers"]}
+
+
+def test_plan_shows_the_engine_layer_before_the_install(engine_lab: EngineLab) -> None:
+    layers = _plan_layers(engine_lab)
+    assert list(layers)[:3] == ["vms", "engine", "swarm"], layers
+    assert layers["engine"]["changes"] is True and len(layers["engine"]["steps"]) == len(_nodes(engine_lab))
+    assert layers["swarm"]["summary"] == "TLS and swarm formation follow the engine install", layers["swarm"]
 
 
 def test_an_altered_package_is_refused_before_anything_is_copied(engine_lab: EngineLab) -> None:
@@ -182,3 +202,8 @@ def test_apply_runs_the_engine_layer_and_it_is_converged(engine_lab: EngineLab, 
     changed, summary = engine_layer(load_site(e.lab.site_file), e.bundle, e.trust, NullReporter(), False)
     version = read_bundle(e.bundle).engine_packages.engine_version  # type: ignore[union-attr]
     assert (changed, summary) == (False, f"Docker Engine {version} on every node")
+
+
+def test_plan_shows_the_engine_layer_converged_after_the_install(engine_lab: EngineLab) -> None:
+    layers = _plan_layers(engine_lab)
+    assert layers["engine"]["changes"] is False and layers["engine"]["steps"] == [], layers["engine"]

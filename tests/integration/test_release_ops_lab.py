@@ -1,7 +1,9 @@
 """Hot-fix, rollback and the deploy lock on the real lab (issue 13): a hot-fix from a delta bundle
 changes only its service, a broken hot-fix undoes itself, two operators cannot deploy at once,
 rollback returns to the previous release and is refused before any change when an image it needs
-is gone, and Ctrl-C / SIGKILL mid-deploy leave a site the next run converges (audit log intact).
+is gone, and Ctrl-C / SIGKILL mid-deploy leave a site the next run converges (audit log intact);
+faults mid-rollout (the dockerd of the manager tvdeploy talks to stopped, a node cut off), each
+followed by a rerun that converges and an audit log that verifies.
 
 One lab of this module's own; v1 then v2 deployed by the fixture; the scenarios run in file order.
 """
@@ -234,3 +236,61 @@ def test_sigkill_mid_deploy_the_lease_expires_and_the_next_deploy_takes_over(rla
         rlab.ok("audit", "repair", log)
     rlab.ok("audit", "verify", log, "--key", pub)
 
+
+
+def other_release(lab: ReleaseLab) -> tuple[str, str]:
+    """(release, version) of the lab release that is NOT running: deploying it rolls services."""
+    running = lab.json("release", "status", lab.site)["release"]
+    return ("lab-v1", "v1") if running == "lab-v2" else ("lab-v2", "v2")
+
+
+def deploy_with_a_fault(lab: ReleaseLab, release: str, fault: list[object], delay: float) -> subprocess.CompletedProcess[str]:
+    """`release deploy RELEASE`, with `tvdeploy lab node FAULT...` done *delay* s after it took the lock."""
+    proc = start(lab, "release", "deploy", lab.site, release, "--yes")
+    wait_until_locked(lab, proc)
+    time.sleep(delay)
+    lab.ok("lab", "node", *fault, "--dir", lab.dir)
+    out, err = proc.communicate(timeout=900)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_the_managers_dockerd_stopped_mid_rollout_then_a_rerun_converges(rlab: ReleaseLab, tmp_path: Path) -> None:
+    """(a) The manager tvdeploy talks to (the first one) loses its dockerd mid-rollout: the deploy
+    fails with a message, not a traceback. The stateful services live on that node, so the site
+    converges once it is back: start, unlock (autolock), rerun."""
+    first = rlab.site_model().managers[0].name
+    release, version = other_release(rlab)
+    faulted = deploy_with_a_fault(rlab, release, ["stop", first], 6.0)
+    assert "Traceback" not in faulted.stderr, faulted.stderr
+    rlab.ok("lab", "node", "start", first, "--dir", rlab.dir)
+    rlab.ok("swarm", "unlock", rlab.site)  # autolock: a restarted manager comes back locked
+    rlab.ok("release", "deploy", rlab.site, release, "--yes")
+    assert digests_of(rlab) == expected(rlab, version)
+    assert rlab.tv("release", "plan", rlab.site, release, "--detailed-exitcode").returncode == 0
+    audit_verifies(rlab, tmp_path)
+
+
+def test_a_node_cut_off_mid_rollout_its_tasks_move_and_a_rerun_converges(rlab: ReleaseLab, tmp_path: Path) -> None:
+    """(b) A core node without stateful services is cut off mid-rollout: its tasks move to the
+    other core node, and the rollout (or its rerun) converges without it."""
+    second = rlab.site_model().managers[1].name
+    release, version = other_release(rlab)
+    faulted = deploy_with_a_fault(rlab, release, ["isolate", second], 4.0)
+    assert "Traceback" not in faulted.stderr, faulted.stderr
+    try:
+        def healthy_without_it() -> bool:
+            nodes = {n["name"]: n for n in rlab.json("swarm", "status", rlab.site).get("nodes", [])}
+            if nodes.get(second, {}).get("state") not in ("down", "unknown", None):
+                return False
+            rlab.ok("release", "deploy", rlab.site, release, "--yes")  # the rerun finishes what remains
+            status = rlab.json("release", "status", rlab.site)
+            return all(s["health"] == "healthy" for s in status["services"]) and \
+                digests_of(rlab) == expected(rlab, version)
+
+        deadline = time.monotonic() + 300
+        while not healthy_without_it():
+            assert time.monotonic() < deadline, rlab.json("release", "status", rlab.site)
+            time.sleep(5)
+    finally:
+        rlab.ok("lab", "node", "rejoin", second, "--dir", rlab.dir)
+    audit_verifies(rlab, tmp_path)

@@ -1,7 +1,8 @@
-"""`tvdeploy plan SITE`: one plan across every layer, in the order `apply` runs them — VMs, TLS
-and swarm, images (what the bundle would import), policy (the gates), services (what the
-release would change). Changes nothing. A layer that cannot be planned yet (the nodes do not
-exist before the VMs do) says so and counts as a change.
+"""`tvdeploy plan SITE`: one plan across every layer, in the order `apply` runs them — VMs, the
+Docker Engine (when the bundle carries its packages), TLS and swarm, images (what the bundle
+would import), policy (the gates), services (what the release would change). Changes nothing.
+A layer that cannot be planned yet (the nodes do not exist before the VMs do) says so and counts
+as a change.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LAYERS = ("vms", "swarm", "images", "policy", "services")
+LAYERS = ("vms", "engine", "swarm", "images", "policy", "services")
 
 
 @dataclass
@@ -88,19 +89,32 @@ def plan_swarm(site: Site, reporter: Reporter) -> LayerPlan:
     return LayerPlan("swarm", bool(steps), summary, steps, problems)
 
 
-def plan_images(site: Site, bundle: Path | None, trust: Path | None,
-                reporter: Reporter) -> tuple[LayerPlan, str | None]:
+def plan_engine(site: Site, verified: Any, reporter: Reporter) -> LayerPlan | None:
+    """What `engine install` would do on each node; None (no layer, as in `apply`) when the
+    bundle carries no engine packages."""
+    from tvdeploy.bundle.images import BundleFile
+    from tvdeploy.execute.engine_install import make_plan
+    from tvdeploy.execute.ssh_pool import open_pool
+    from tvdeploy.plan.engine import changes
+
+    bf = BundleFile(verified)
+    wanted = bf.bundle.engine_packages
+    if wanted is None:
+        return None
+    with open_pool(site, reporter=reporter) as pool:
+        p = make_plan(site, bf, pool)
+    steps = [f"{s.kind} {s.node}: {s.reason}" for s in p.steps if s.kind != "no-op"]
+    problems = [f"node {s.node}: {s.reason}" for s in p.steps if s.kind in ("unsupported", "differs")]
+    summary = (f"Docker Engine {wanted.engine_version}: {len(steps)} node(s) to install or start" if steps
+               else f"Docker Engine {wanted.engine_version} on every node")
+    return LayerPlan("engine", changes(p.steps), summary, steps, problems)
+
+
+def plan_images(site: Site, verified: Any) -> tuple[LayerPlan, str | None]:
     """(the layer, the bundle's release id)."""
-    if bundle is None:
-        return LayerPlan("images", False, "no --bundle given", skipped=True), None
-    from tvdeploy.bundle.chunkbundle import verify_bundle_path
     from tvdeploy.execute.import_records import read_local_last
     from tvdeploy.release.import_state import AlreadyImported, check_replay
 
-    if trust is None:
-        return LayerPlan("images", True, "a bundle needs a trust root", [],
-                         ["no trust root: --trust or trust.root"]), None
-    verified = verify_bundle_path(bundle, trust, reporter=reporter)
     b = verified.verified.bundle
     rel = b.release
     try:
@@ -155,13 +169,30 @@ def policy_gate_check(site: Site, site_path: Path, p: Any) -> None:
 def plan_site(site: Site, site_path: Path, bundle: Path | None, trust: Path | None, release: str | None,
               reporter: Reporter) -> SitePlan:
     vms = plan_vms(site)
-    swarm = plan_swarm(site, reporter)
-    images, bundle_release = plan_images(site, bundle, trust, reporter)
+    engine: LayerPlan | None = None
+    bundle_release: str | None = None
+    if bundle is None:
+        images = LayerPlan("images", False, "no --bundle given", skipped=True)
+    elif trust is None:
+        images = LayerPlan("images", True, "a bundle needs a trust root", [], ["no trust root: --trust or trust.root"])
+    else:
+        from tvdeploy.bundle.chunkbundle import verify_bundle_path
+
+        verified = verify_bundle_path(bundle, trust, reporter=reporter)  # once, for both layers
+        images, bundle_release = plan_images(site, verified)
+        if not vms.changes:  # the nodes exist: their engines can be read
+            engine = plan_engine(site, verified, reporter)
+        elif verified.verified.bundle.engine_packages is not None:
+            engine = LayerPlan("engine", True, "install the bundle's Docker Engine once the VMs exist")
+    if engine is not None and engine.changes:  # no dockerd yet to read TLS or swarm facts from
+        swarm = LayerPlan("swarm", True, "TLS and swarm formation follow the engine install")
+    else:
+        swarm = plan_swarm(site, reporter)
     target = release or bundle_release
-    if vms.changes or (swarm.changes and not swarm.steps):
+    if vms.changes or (engine is not None and engine.changes) or (swarm.changes and not swarm.steps):
         services = LayerPlan("services", bool(target), f"deploy release {target} after the nodes exist"
                              if target else "no --release (or bundle) given", skipped=not target)
         policy = LayerPlan("policy", False, "stack gate: checked at deploy time", skipped=True)
     else:
         services, policy = plan_services(site, site_path, target, images.changes)
-    return SitePlan(site.site.name, [vms, swarm, images, policy, services])
+    return SitePlan(site.site.name, [vms, *([engine] if engine else []), swarm, images, policy, services])
