@@ -53,6 +53,19 @@ class Bench:
         doc["stack"].setdefault("values", {})["replicas"] = 2
         self.site.write_text(yaml.safe_dump(doc, sort_keys=False))
         self.tv("swarm", "bootstrap", self.site, "--yes")
+        root = self.trust_root()
+        engine = f"unix://{self.lab / 'engine' / 'docker.sock'}"
+        listed = json.loads(self.tv("release", "list", self.site, "--json"))
+        for v in ("v1", "v2"):
+            if any(r["release"] == f"lab-{v}" for r in listed):
+                continue
+            bundle = self.work / f"{v}.tar"
+            self.tv("bundle", "build", self.lab / f"release-{v}.yaml", "--engine", engine, "-o", bundle,
+                    "--key", "signer-1")
+            self.tv("bundle", "import", self.site, bundle, "--trust", root, "--yes")
+
+    def trust_root(self) -> Path:
+        """A signer key and a 1-of-1 trust root (made once per work folder)."""
         keys = self.work / "keys"
         keys.mkdir(exist_ok=True)
         for name in ("signer-1", "root-1"):
@@ -63,15 +76,7 @@ class Bench:
         if not root.exists():
             self.tv("trust", "init", "-o", root, "--signer", keys / "signer-1.pub", "--threshold", 1,
                     "--root-key", "root-1", "--expires", "2099-12-31")
-        engine = f"unix://{self.lab / 'engine' / 'docker.sock'}"
-        listed = json.loads(self.tv("release", "list", self.site, "--json"))
-        for v in ("v1", "v2"):
-            if any(r["release"] == f"lab-{v}" for r in listed):
-                continue
-            bundle = self.work / f"{v}.tar"
-            self.tv("bundle", "build", self.lab / f"release-{v}.yaml", "--engine", engine, "-o", bundle,
-                    "--key", "signer-1")
-            self.tv("bundle", "import", self.site, bundle, "--trust", root, "--yes")
+        return root
 
     def client(self) -> Any:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -16,45 +16,30 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from release_deploy import Bench as DeployBench  # noqa: E402
 
 TARGET_SECONDS = 10.0
 
 
-class Bench:
+class Bench(DeployBench):
     def __init__(self, work: Path, small: bool) -> None:
-        self.work, self.small = work, small
-        self.lab = work / "lab"
-        self.site = self.lab / "site.yaml"
-        self.env = {**os.environ, "TVDEPLOY_HOME": str(work / "home"), "NO_COLOR": "1"}
+        super().__init__(work, small)
+        self.site = self.lab / "site.yaml"  # the lab's own site file, as a field engineer has it
 
-    def tv(self, *args: object, ok: tuple[int, ...] = (0,), timeout: float = 3600) -> str:
-        proc = subprocess.run([sys.executable, "-m", "tvdeploy", *map(str, args)], env=self.env, text=True,
-                              capture_output=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL)
-        if proc.returncode not in ok:
-            sys.exit(f"tvdeploy {' '.join(map(str, args))} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
-        return proc.stdout
-
-    def setup(self) -> tuple[Path, Path]:
+    def setup_bundle(self) -> tuple[Path, Path]:
         self.tv("lab", "up", "--dir", self.lab)
         self.tv("lab", "images", "--dir", self.lab, *(["--small"] if self.small else []))
-        keys = self.work / "keys"
-        keys.mkdir(exist_ok=True)
-        for name in ("signer-1", "root-1"):
-            if not (self.work / "home" / "keys" / f"{name}.key").exists():
-                self.tv("keys", "generate", name, "--no-passphrase")
-            self.tv("keys", "export-public", name, "-o", keys / f"{name}.pub", "--force")
-        root = keys / "root.json"
-        if not root.exists():
-            self.tv("trust", "init", "-o", root, "--signer", keys / "signer-1.pub", "--threshold", 1,
-                    "--root-key", "root-1", "--expires", "2099-12-31")
+        root = self.trust_root()
         bundle = self.work / "v1.tar"
         if not bundle.exists():
             engine = f"unix://{self.lab / 'engine' / 'docker.sock'}"
@@ -62,7 +47,7 @@ class Bench:
                     "--key", "signer-1")
         return bundle, root
 
-    def apply(self, bundle: Path, root: Path) -> tuple[float, dict[str, object]]:
+    def apply(self, bundle: Path, root: Path) -> tuple[float, dict[str, Any]]:
         t0 = time.perf_counter()
         out = self.tv("apply", self.site, "--bundle", bundle, "--trust", root, "--trust-new-hosts", "--yes", "--json")
         return time.perf_counter() - t0, json.loads(out.strip().splitlines()[-1])
@@ -94,9 +79,9 @@ def main() -> int:
     work = (args.work or Path(tempfile.mkdtemp(prefix="tvbench-apply-"))).resolve()
     b = Bench(work, args.small)
     try:
-        bundle, root = b.setup()
+        bundle, root = b.setup_bundle()
         first, doc = b.apply(bundle, root)
-        per_layer = ", ".join(f"{x['layer']} {x['seconds']:.1f}" for x in doc["layers"])  # type: ignore[attr-defined]
+        per_layer = ", ".join(f"{x['layer']} {x['seconds']:.1f}" for x in doc["layers"])
         print(f"first apply (nothing to running stack): {first:.1f} s ({per_layer})")
         applies, hands = [], []
         for _ in range(args.runs):
@@ -106,14 +91,14 @@ def main() -> int:
             hands.append(b.by_hand(bundle, root))
     finally:
         if not args.keep:
-            b.tv("lab", "down", "--dir", b.lab, ok=(0, 1))
+            b.tv("lab", "down", "--dir", b.lab)
             shutil.rmtree(work, ignore_errors=True)
     apply_s = statistics.median(s for s, _ in applies)
     hand_s = statistics.median(sum(h.values()) for h in hands)
     print(f"converged apply, median of {args.runs}: {apply_s:.1f} s (target < {TARGET_SECONDS:.0f} s)")
     layers: dict[str, list[float]] = {}
     for _, d in applies:
-        for x in d["layers"]:  # type: ignore[union-attr]
+        for x in d["layers"]:
             layers.setdefault(x["layer"], []).append(x["seconds"])
     for name, values in layers.items():
         print(f"  {name:10} {statistics.median(values):5.1f} s")
