@@ -35,6 +35,18 @@ def test_service_spec_runs_a_replica_on_every_manager_that_verifies_clients_and_
     assert "REGISTRY_HTTP_TLS_CLIENTCAS=[/certs/ca.pem]" in container["Env"]  # anonymous clients refused
 
 
+def test_service_spec_is_hardened_like_the_stack_services() -> None:
+    """The policy rules the stack meets (TVD-104 capabilities, TVD-105/106/107 limits, TVD-108
+    read-only root) hold for tvdeploy's own registry service too."""
+    template = R.service_spec(IMAGE, 5000)["task_template"]
+    container = template["ContainerSpec"]
+    assert container["CapabilityDrop"] == ["ALL"] and "CapabilityAdd" not in container
+    assert container["ReadOnly"] is True
+    assert {m["Target"]: m["Type"] for m in container["Mounts"]}["/tmp"] == "tmpfs"
+    limits = template["Resources"]["Limits"]
+    assert limits["MemoryBytes"] == 512 * 1024 * 1024 and limits["NanoCPUs"] == 10**9 and limits["Pids"] == 256
+
+
 def test_spec_is_current_replaces_the_older_single_replica_registry() -> None:
     import docker.types
 
@@ -48,6 +60,12 @@ def test_spec_is_current_replaces_the_older_single_replica_registry() -> None:
     env = [e for e in live["Spec"]["TaskTemplate"]["ContainerSpec"]["Env"] if "CLIENTCAS" not in e]
     template = {**live["Spec"]["TaskTemplate"], "ContainerSpec": docker.types.ContainerSpec(IMAGE, env=env)}
     assert not R.spec_is_current({"Spec": {**live["Spec"], "TaskTemplate": template}}, 5000)
+    # a registry from before the hardening: no limits, capabilities kept -> replaced
+    unhardened = {**live["Spec"]["TaskTemplate"], "Resources": {}}
+    assert not R.spec_is_current({"Spec": {**live["Spec"], "TaskTemplate": unhardened}}, 5000)
+    caps = {k: v for k, v in live["Spec"]["TaskTemplate"]["ContainerSpec"].items() if k != "CapabilityDrop"}
+    assert not R.spec_is_current({"Spec": {**live["Spec"], "TaskTemplate": {
+        **live["Spec"]["TaskTemplate"], "ContainerSpec": caps}}}, 5000)
 
 
 def test_restart_args_keep_the_spec_and_bump_force_update() -> None:

@@ -243,9 +243,16 @@ def load(api: Any, data: Iterator[bytes], node: str) -> None:
         raise ConnectionFailed(f"node {node}: docker load interrupted: {str(exc)[:200]}") from None
 
 
+# The registry's own limits (CIS 5.11, 5.12, 5.29): serving blobs is I/O, not memory or CPU.
+REGISTRY_LIMITS = {"MemoryBytes": 512 * 1024 * 1024, "NanoCPUs": 1_000_000_000, "Pids": 256}
+REGISTRY_RESERVATIONS = {"MemoryBytes": 64 * 1024 * 1024}
+
+
 def service_spec(image_id: str, port: int) -> dict[str, Any]:
     """Arguments of ``create_service`` for the registry (pure: tested as data): one task on
-    every manager (global mode), its port in host mode there."""
+    every manager (global mode), its port in host mode there; no capabilities (it listens on an
+    unprivileged port, and root owning its key and data needs none), a read-only root filesystem
+    (it writes only to its volume; /tmp is a tmpfs), memory, CPU and PIDs limited."""
     from docker.types import ContainerSpec, EndpointSpec, Mount, Placement, RestartPolicy, TaskTemplate
 
     container = ContainerSpec(
@@ -255,10 +262,15 @@ def service_spec(image_id: str, port: int) -> dict[str, Any]:
              "REGISTRY_HTTP_TLS_CLIENTCAS": f"[{CONTAINER_CERTS}/ca.pem]",  # clients need a site certificate
              "REGISTRY_HTTP_ADDR": ":5000"},
         mounts=[Mount(CONTAINER_CERTS, CERT_DIR, type="bind", read_only=True),
-                Mount("/var/lib/registry", VOLUME, type="volume")],
+                Mount("/var/lib/registry", VOLUME, type="volume"),
+                Mount("/tmp", None, type="tmpfs", tmpfs_size=64 * 1024 * 1024)],
+        cap_drop=["ALL"],
+        read_only=True,
     )
+    resources = {"Limits": dict(REGISTRY_LIMITS), "Reservations": dict(REGISTRY_RESERVATIONS)}
     template = TaskTemplate(container, placement=Placement(constraints=["node.role==manager"]),
-                            restart_policy=RestartPolicy(condition="any", delay=2_000_000_000))
+                            restart_policy=RestartPolicy(condition="any", delay=2_000_000_000),
+                            resources=resources)  # a plain dict: docker-py's Resources has no Pids
     return {
         "task_template": template,
         "name": SERVICE,
@@ -269,14 +281,19 @@ def service_spec(image_id: str, port: int) -> dict[str, Any]:
 
 
 def spec_is_current(existing: dict[str, Any], port: int) -> bool:
-    """The live service is the one ``service_spec`` describes (mode, client CA, port), so an
-    older single-replica registry is replaced."""
+    """The live service is the one ``service_spec`` describes (mode, client CA, port, hardening),
+    so an older registry (single replica, or without limits and capabilities dropped) is replaced."""
     spec = existing.get("Spec") or {}
-    env = ((spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}).get("Env") or []
+    template = spec.get("TaskTemplate") or {}
+    container = template.get("ContainerSpec") or {}
+    env = container.get("Env") or []
     ports = (spec.get("EndpointSpec") or {}).get("Ports") or []
+    limits = (template.get("Resources") or {}).get("Limits") or {}
     return ("Global" in (spec.get("Mode") or {})
             and f"REGISTRY_HTTP_TLS_CLIENTCAS=[{CONTAINER_CERTS}/ca.pem]" in env
-            and any(p.get("PublishedPort") == port and p.get("PublishMode") == "host" for p in ports))
+            and any(p.get("PublishedPort") == port and p.get("PublishMode") == "host" for p in ports)
+            and "ALL" in (container.get("CapabilityDrop") or []) and container.get("ReadOnly") is True
+            and all(limits.get(k) == v for k, v in REGISTRY_LIMITS.items()))
 
 
 def wait_ready(registry: Registry, timeout: float = READY_SECONDS) -> None:
@@ -426,7 +443,8 @@ def _ensure_service(api: Any, existing: dict[str, Any] | None, image_id: str, po
         # An older single-replica registry: replaced (its volume, and so its images, stay).
         api.remove_service(existing["ID"])
         _wait_gone(api)
-        reporter.info(f"service {SERVICE}: single replica replaced by one replica per manager")
+        reporter.info(f"service {SERVICE}: replaced by the current spec (one replica per manager, hardened); "
+                      "its images stay in its volume")
     api.create_service(**service_spec(image_id, port))
     deployed.created = True
     reporter.info(f"service {SERVICE} created: a replica on every manager, {NAME}:{port}")
