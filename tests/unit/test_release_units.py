@@ -31,3 +31,11 @@ def test_sizes_cpus_modes() -> None:
         units.size_bytes("12 parsecs")
     with pytest.raises(ValueError):
         units.file_mode("0999")
+
+
+def test_the_gate_looks_quickly_at_few_services_and_slowly_at_many() -> None:
+    from tvdeploy.execute.release_wait import POLL, POLL_MIN, poll_interval
+
+    assert poll_interval(1) == POLL_MIN  # a hot-fix: done is seen within a quarter second
+    assert poll_interval(18) >= 0.9  # a whole stack: at most 40 calls a second on the manager
+    assert all(POLL_MIN <= poll_interval(n) <= POLL for n in range(0, 40))

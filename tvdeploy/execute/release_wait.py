@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 FAILED_UPDATE = ("rollback_started", "rollback_paused", "rollback_completed", "paused")
 TASK_DOWN = ("failed", "rejected", "shutdown", "complete", "orphaned", "remove")
 EARLY_FAILURES = 3  # failed tasks of the new image before a created service is given up on
-POLL = 1.0
+POLL = 1.0  # seconds between two looks at many services (two API calls each per look)
+POLL_PER_SERVICE = 0.05  # fewer services pending, quicker looks: a hot-fix of one is seen done at once
+POLL_MIN = 0.25
 
 
 class GateFailed(TvdeployError):
@@ -76,7 +78,12 @@ def wait_converged(site: Site, api: Any, watches: list[Watch], timeout: float, r
             w = next(w for w in watches if not w.done)
             raise GateFailed(w.key, f"not {what} within {timeout:.0f} s"
                              + diagnose(site, api, w, nodes))
-        time.sleep(POLL)
+        time.sleep(poll_interval(sum(not w.done for w in watches)))
+
+
+def poll_interval(pending: int) -> float:
+    """The manager answers two calls per pending service per look: look less often at many."""
+    return min(POLL, max(POLL_MIN, POLL_PER_SERVICE * pending))
 
 
 def service_state(site: Site, api: Any, w: Watch, nodes: dict[str, dict[str, str]],
