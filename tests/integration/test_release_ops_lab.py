@@ -138,11 +138,28 @@ def test_a_broken_hotfix_rolls_back_by_itself(rlab: ReleaseLab) -> None:
     assert (h["kind"], h["outcome"], h["hotfix_service"]) == ("hotfix", "rolled-back", "business_analytics")
 
 
+def second_operator_machine(lab: ReleaseLab, tmp: Path) -> tuple[Path, Path]:
+    """(site file, home) of another operator machine: its own operator key, its own state folder
+    (the site's certificates and known hosts copied, as set up for it) and so its own audit log."""
+    import shutil
+
+    import yaml
+
+    state = tmp / "other-state"
+    shutil.copytree(lab.dir / "state", state, ignore=shutil.ignore_patterns("audit"))
+    doc = yaml.safe_load(lab.site.read_text())
+    doc["state_dir"] = str(state)
+    site = tmp / "other-site.yaml"
+    site.write_text(yaml.safe_dump(doc, sort_keys=False))
+    home = tmp / "other-home"
+    lab.ok("keys", "generate", "operator", "--no-passphrase", home=home)
+    return site, home
+
+
 def test_two_operators_at_once_exactly_one_deploys(rlab: ReleaseLab, tmp_path: Path) -> None:
-    other = tmp_path / "other-home"
-    rlab.ok("keys", "generate", "operator", "--no-passphrase", home=other)
+    other_site, other = second_operator_machine(rlab, tmp_path)
     a = start(rlab, "release", "deploy", rlab.site, "lab-v2", "--yes")
-    b = start(rlab, "release", "deploy", rlab.site, "lab-v2", "--yes", env={"TVDEPLOY_HOME": str(other)})
+    b = start(rlab, "release", "deploy", other_site, "lab-v2", "--yes", env={"TVDEPLOY_HOME": str(other)})
     results = [(p.wait(timeout=600), *p.communicate()) for p in (a, b)]
     codes = sorted(r[0] for r in results)
     assert codes == [0, 1], results
@@ -213,9 +230,8 @@ def test_sigkill_mid_deploy_the_lease_expires_and_the_next_deploy_takes_over(rla
     held = lock(rlab)
     assert held["held"] is True and held["command"] == "release deploy lab-v1"
     # Another operator (another key) must wait for the lease to expire ...
-    other = tmp_path / "other-home"
-    rlab.ok("keys", "generate", "operator", "--no-passphrase", home=other)
-    refused = rlab.tv("release", "deploy", rlab.site, "lab-v1", "--yes", home=other)
+    other_site, other = second_operator_machine(rlab, tmp_path)
+    refused = rlab.tv("release", "deploy", other_site, "lab-v1", "--yes", home=other)
     assert refused.returncode == 1 and "deploy lock is held" in refused.stderr
     deadline = time.monotonic() + 60
     while lock(rlab)["held"]:
@@ -233,7 +249,7 @@ def test_sigkill_mid_deploy_the_lease_expires_and_the_next_deploy_takes_over(rla
     rlab.ok("keys", "export-public", "operator", "-o", pub, "--force")
     log = rlab.dir / "state" / "audit" / "audit.log"
     if rlab.tv("audit", "verify", log, "--key", pub).returncode != 0:  # a record torn by the SIGKILL
-        rlab.ok("audit", "repair", log)
+        rlab.ok("audit", "repair", log, "--yes")
     rlab.ok("audit", "verify", log, "--key", pub)
 
 
