@@ -270,7 +270,6 @@ def parse_dockerd_age(text: str) -> tuple[str, ...]:
     """Paths modified after the youngest running dockerd started (none when no dockerd runs or
     the section is missing or garbled: no fact, no restart)."""
     now = etimes = None
-    changed: list[str] = []
     mtimes: list[tuple[int, str]] = []
     for line in text.splitlines():
         parts = line.split(None, 2)
@@ -286,10 +285,7 @@ def parse_dockerd_age(text: str) -> tuple[str, ...]:
     if now is None or etimes is None:
         return ()
     started = now - etimes
-    for mtime, path in mtimes:
-        if mtime > started + STALE_SLACK_SECONDS:
-            changed.append(path)
-    return tuple(changed)
+    return tuple(path for mtime, path in mtimes if mtime > started + STALE_SLACK_SECONDS)
 
 
 def parse_df(text: str) -> DiskFree | None:

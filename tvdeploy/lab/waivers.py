@@ -16,6 +16,7 @@ from pathlib import Path
 
 APPROVER = "lab-approver"
 DAYS = 90
+HEADER = "# Written and signed by `tvdeploy lab up` (tvdeploy/lab/waivers.py): a lab deviation.\n"
 _REGISTRY = "the site registry service (tv-registry) is tvdeploy's own"
 WAIVERS = {
     "registry-root": ("TVD-201", {"image": "registry"},
@@ -69,9 +70,9 @@ def ensure(lab_dir: Path, now: datetime | None = None) -> LabWaivers:
                   "expires": (issued + timedelta(days=DAYS)).strftime("%Y-%m-%dT%H:%M:%SZ")}
         signed = sign({"waiver": waiver}, key, key_id(key.public_key()))
         path = folder / f"{name}.yaml"
-        header = "# Written and signed by `tvdeploy lab up` (tvdeploy/lab/waivers.py): a lab deviation.\n"
-        write_atomic(path, (header + yaml.safe_dump(signed, sort_keys=False)).encode(), mode=0o644)
+        write_atomic(path, (HEADER + yaml.safe_dump(signed, sort_keys=False)).encode(), mode=0o644)
         files.append(path)
     for stale in set(folder.glob("*.yaml")) - set(files):  # a deviation the lab no longer has
-        stale.unlink()
+        if stale.read_text(errors="replace").startswith(HEADER):  # only what `lab up` wrote itself
+            stale.unlink()
     return LabWaivers(public_file, files)
